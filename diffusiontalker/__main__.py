@@ -1,0 +1,5 @@
+import sys
+
+from diffusiontalker.cli import main
+
+sys.exit(main())
