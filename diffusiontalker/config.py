@@ -45,6 +45,7 @@ class ModelConfig:
     motion_dim: int = 52  # D: 52 for ARKit, 3V for vertex offsets
     channel_names: list[str] | None = field(default_factory=lambda: list(ARKIT_52))
     fps: int = FPS
+    num_faces: int = 0  # vertex models: triangles of the template mesh stored with the weights (0 = not stored)
     sample_rate: int = SAMPLE_RATE
     # audio encoder
     encoder: EncoderKind = "mel"
@@ -64,11 +65,14 @@ class ModelConfig:
     ff_mult: int = 4
     dropout: float = 0.1
     attn_window: int = 45  # frames each side a frame attends to (band-limited attention, ±1.5 s at 30 fps)
+    motion_rank: int = 0  # > 0: low-rank motion input/output projections (D -> rank -> d_model), for large 3V
 
     def __post_init__(self) -> None:
         _choice("kind", self.kind, OUTPUT_KINDS)
         _choice("encoder", self.encoder, ENCODER_KINDS)
         _choice("freeze_encoder", self.freeze_encoder, FREEZE_CHOICES)
+        if self.motion_rank < 0:
+            raise ConfigError(f"motion_rank must be >= 0, got {self.motion_rank}")
         _positive(self, "motion_dim", "fps", "sample_rate", "n_mels", "audio_dim", "identity_dim", "d_model",
                   "n_layers", "n_heads", "ff_mult", "attn_window", "encoder_layers")
         if self.d_model % self.n_heads:
@@ -215,7 +219,7 @@ def preset(name: str, **overrides: Any) -> Config:
         )
     elif name == "cpu":
         cfg = Config(
-            model=ModelConfig(audio_dim=128, encoder_layers=3, identity_dim=64, d_model=192, n_layers=4,
+            model=ModelConfig(audio_dim=128, encoder_layers=3, identity_dim=64, d_model=160, n_layers=4,
                               n_heads=4, ff_mult=3, dropout=0.1, attn_window=45),
             train=TrainConfig(iterations=6000, batch_size=16, lr=5e-4, warmup=300, eval_every=500, save_every=500),
             distill=DistillConfig(start_steps=512, target_steps=1, iterations_per_round=300, batch_size=16,

@@ -94,14 +94,19 @@ class Denoiser(nn.Module):
         d = cfg.d_model
         self.time_dim = d
         self.window = cfg.attn_window
-        self.input = nn.Linear(cfg.motion_dim + cfg.audio_dim, d)
+        r = cfg.motion_rank
+        # a vertex model's D = 3V can be tens of thousands: a low-rank projection keeps the weights small
+        self.motion_in = nn.Linear(cfg.motion_dim, r, bias=False) if r else nn.Identity()
+        self.input = nn.Linear((r or cfg.motion_dim) + cfg.audio_dim, d)
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
         self.identity_proj = nn.Linear(cfg.identity_dim, d)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.final_norm = nn.LayerNorm(d, elementwise_affine=False)
         self.final_modulation = nn.Linear(d, 2 * d)
-        self.output = nn.Linear(d, cfg.motion_dim)
-        for layer in (self.final_modulation, self.output):  # zero-initialised output: starts predicting x0 = 0
+        self.output = nn.Sequential(nn.Linear(d, r), nn.Linear(r, cfg.motion_dim)) if r else nn.Linear(
+            d, cfg.motion_dim)
+        last = self.output[-1] if r else self.output
+        for layer in (self.final_modulation, last):  # zero-initialised output: starts predicting x0 = 0
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
@@ -109,7 +114,7 @@ class Denoiser(nn.Module):
                 mask: torch.Tensor) -> torch.Tensor:
         """x_t (B, T, D), t (B,) long, audio (B, T, C), identity (B, E), mask (B, T) bool -> x0 (B, T, D)."""
         cond = F.silu(self.time_mlp(timestep_embedding(t, self.time_dim)) + self.identity_proj(identity))  # (B, d)
-        h = self.input(torch.cat([x_t, audio], dim=-1))  # (B, T, d)
+        h = self.input(torch.cat([self.motion_in(x_t), audio], dim=-1))  # (B, T, d)
         rel, allowed = band_structure(mask, self.window)
         for block in self.blocks:
             h = block(h, cond, rel, allowed)

@@ -12,8 +12,9 @@ The encoder runs ONCE per clip; the diffusion sampler reuses its output for ever
 
 from __future__ import annotations
 
+import math
+
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from diffusiontalker.audio import FPS, SAMPLE_RATE
@@ -71,6 +72,20 @@ class AudioEncoder(nn.Module):
         return feats * mask[..., None], mask
 
 
+class MaskedGroupNorm(nn.GroupNorm):
+    """``GroupNorm(1, C)`` whose statistics cover only the valid frames: (B, C, N), mask (B, N) -> (B, C, N)."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is None or self.num_groups != 1:
+            return super().forward(x)
+        m = mask[:, None, :].to(x.dtype)  # (B, 1, N)
+        n = (m.sum((1, 2), keepdim=True) * x.shape[1]).clamp_min(1)
+        mean = (x * m).sum((1, 2), keepdim=True) / n
+        var = (((x - mean) * m) ** 2).sum((1, 2), keepdim=True) / n
+        x = (x - mean) / torch.sqrt(var + self.eps)
+        return x * self.weight[None, :, None] + self.bias[None, :, None]
+
+
 class MelEncoder(AudioEncoder):
     """Log-mel front end + conv stack; the embedded default (no download)."""
 
@@ -84,7 +99,7 @@ class MelEncoder(AudioEncoder):
         C = cfg.audio_dim
         layers: list[nn.Module] = [nn.Conv1d(cfg.n_mels, C, 5, padding=2), nn.GELU()]
         for _ in range(cfg.encoder_layers - 1):
-            layers += [nn.GroupNorm(1, C), nn.Conv1d(C, C, 5, padding=2), nn.GELU()]
+            layers += [MaskedGroupNorm(1, C), nn.Conv1d(C, C, 5, padding=2), nn.GELU()]
         self.net = nn.Sequential(*layers)
         self.out_dim = C
 
@@ -99,9 +114,11 @@ class MelEncoder(AudioEncoder):
                           return_complex=True).abs() ** 2  # (B, F, N')
         logmel = torch.log(self.mel_fb @ spec + LOG_EPS)  # (B, M, N')
         n_valid = (lengths // MEL_HOP + 1).clamp(max=logmel.shape[-1])
+        # the reference uses frames whose window lies inside the clip, so the padding after it cannot move it
+        n_ref = torch.minimum(((lengths - MEL_WIN // 2) // MEL_HOP + 1).clamp_min(1), n_valid)
         refs = []
         for b in range(audio.shape[0]):
-            energy = logmel[b, :, : int(n_valid[b])].mean(0)  # (N'_b,)
+            energy = logmel[b, :, : int(n_ref[b])].mean(0)  # (N'_b,)
             refs.append(torch.quantile(energy, 0.95))
         ref = torch.stack(refs).clamp_min(MIN_REFERENCE)[:, None, None]  # (B, 1, 1)
         x = (logmel - ref).clamp(-LEVEL_RANGE, LEVEL_RANGE / 3)
@@ -109,7 +126,18 @@ class MelEncoder(AudioEncoder):
 
     def features(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, float]:
         x = self.log_mel(audio, lengths)  # (B, M, N')
-        return self.net(x).transpose(1, 2), SAMPLE_RATE / MEL_HOP  # (B, N', C), 50 fps
+        # padded frames are zeroed before every conv (as the conv's own zero padding does at a clip's end) and
+        # excluded from the norm statistics, so a clip's features do not depend on what it is batched with
+        valid = frame_mask((lengths // MEL_HOP + 1).clamp(max=x.shape[-1]), x.shape[-1])  # (B, N')
+        keep = valid[:, None].to(x.dtype)  # (B, 1, N')
+        for layer in self.net:
+            if isinstance(layer, nn.Conv1d):
+                x = layer(x * keep)
+            elif isinstance(layer, MaskedGroupNorm):
+                x = layer(x, valid)
+            else:
+                x = layer(x)
+        return x.transpose(1, 2), SAMPLE_RATE / MEL_HOP  # (B, N', C), 50 fps
 
 
 class TransformersEncoder(AudioEncoder):
@@ -138,7 +166,7 @@ class TransformersEncoder(AudioEncoder):
         x = (audio - mean) / (var + 1e-7).sqrt() * mask
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.freeze != "all"):
             hidden = self.backbone(x, attention_mask=mask.long()).last_hidden_state  # (B, N', H)
-        rate = SAMPLE_RATE / 320.0  # the CNN feature extractor's total stride is 320 samples
+        rate = SAMPLE_RATE / math.prod(self.backbone.config.conv_stride)  # 320 samples (50 fps) for the base models
         return self.proj(hidden), rate
 
 

@@ -28,7 +28,7 @@ class TalkerModel(nn.Module):
         self.register_buffer("motion_std", torch.ones(D))
         if cfg.kind == "vertex":
             self.register_buffer("template", torch.zeros(D // 3, 3))  # (V, 3) neutral mesh
-            self.register_buffer("faces", torch.zeros(0, 3, dtype=torch.int32))  # (F, 3), may stay empty
+            self.register_buffer("faces", torch.zeros(cfg.num_faces, 3, dtype=torch.int32))  # (F, 3)
 
     def set_normalisation(self, mean, std) -> None:
         self.motion_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))

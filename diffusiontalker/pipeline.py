@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from diffusiontalker.animation import Animation
-from diffusiontalker.audio import FPS, SAMPLE_RATE, load_audio, num_frames
+from diffusiontalker.audio import FPS, load_audio, num_frames
 from diffusiontalker.checkpoint import load_checkpoint, read_config, read_ladder
 from diffusiontalker.config import Config
 from diffusiontalker.diffusion import sample

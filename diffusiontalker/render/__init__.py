@@ -1,0 +1,1 @@
+"""Rendering: the procedural ARKit head, the offscreen renderer and video writing."""

@@ -1,0 +1,125 @@
+"""The Gradio app: builds without launching, its callback returns real files, and a launched server answers
+``gradio_client`` with a browser-playable mp4 (H.264 + AAC) and an npy of duration × fps frames; user errors come
+back as messages and the server keeps serving."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+from conftest import speechlike
+
+import app
+from diffusiontalker.audio import FPS, save_wav
+from diffusiontalker.pipeline import Pipeline
+
+SECONDS = 1.0
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_ladder) -> Pipeline:
+    return Pipeline.from_pretrained(tiny_ladder)
+
+
+@pytest.fixture(scope="module")
+def wav(tmp_path_factory) -> Path:
+    return save_wav(tmp_path_factory.mktemp("app_audio") / "hello.wav", speechlike(SECONDS, seed=3))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_build_demo_builds_without_launching(pipe, tmp_path):
+    demo = app.build_demo(pipe, output_root=tmp_path)
+    assert isinstance(demo, gr.Blocks)
+    assert not demo.is_running
+    assert any(getattr(fn, "api_name", None) == "generate" for fn in demo.fns.values())
+    assert demo.talker.output_root.is_relative_to(tmp_path)
+    # the ladder's steps and identities are what the page offers
+    assert [v for _, v in app.steps_choices(pipe)] == [1, 2, 4, 8]
+    assert app.steps_choices(pipe)[-1][0] == "8 steps (teacher)"
+    assert app.identity_choices(pipe) == [app.AUTO, "ava", "ben", "cy", app.MIX]
+
+
+def test_identity_choice_maps_to_pipeline_spec(pipe):
+    assert app.identity_spec(app.AUTO, None, None, 0.5, pipe) == "auto"
+    assert app.identity_spec("ben", None, None, 0.5, pipe) == "ben"
+    assert app.identity_spec(app.MIX, "ava", "cy", 0.25, pipe) == {"ava": 0.75, "cy": 0.25}
+    assert app.identity_spec(app.MIX, "ava", "ava", 0.25, pipe) == "ava"
+
+
+def test_generate_callback_returns_files_and_outputs(pipe, tmp_path):
+    demo = app.build_demo(pipe, output_root=tmp_path)
+    short = save_wav(tmp_path / "short.wav", speechlike(0.5, seed=1))
+    (video, preview, cmp_video, cmp_md, div_video, scores, plot, timings, files) = demo.talker.generate(
+        str(short), "blendshape", 2, app.MIX, "ava", "ben", 0.3, 2, 5, True)
+    assert Path(video).suffix == ".mp4" and Path(video).stat().st_size > 0
+    assert isinstance(preview, str)
+    assert cmp_video["visible"] and Path(cmp_video["value"]).exists()
+    assert "Speed-up" in cmp_md["value"] and "8 → 2 steps" in cmp_md["value"]
+    assert div_video["visible"] and Path(div_video["value"]).exists()
+    assert set(scores) == {"ava", "ben", "cy"} and abs(sum(scores.values()) - 1) < 1e-4
+    assert plot.axes and {line.get_label() for line in plot.axes[0].lines} >= {"jawOpen", "eyeBlinkLeft"}
+    assert "real-time factor" in timings and "mix" in timings
+    suffixes = sorted(Path(f).suffix for f in files)
+    assert suffixes == [".csv", ".glb", ".json", ".mp4", ".npy"]
+    assert all(Path(f).is_relative_to(tmp_path) for f in files)
+    # every request writes into its own folder
+    _, *_, files2 = demo.talker.generate(str(short), "blendshape", 1, app.AUTO, None, None, 0.5, 1, 0, False)
+    assert Path(files2[0]).parent != Path(files[0]).parent
+
+
+def test_generate_turns_user_errors_into_gr_error(pipe, tmp_path):
+    demo = app.build_demo(pipe, output_root=tmp_path)
+    tiny = save_wav(tmp_path / "blip.wav", speechlike(0.05))
+    with pytest.raises(gr.Error, match="at least 0.2 s"):
+        demo.talker.generate(str(tiny), "blendshape", 8, app.AUTO, None, None, 0.5, 1, 0, False)
+    with pytest.raises(gr.Error, match="Upload or record"):
+        demo.talker.generate(None, "blendshape", 8, app.AUTO, None, None, 0.5, 1, 0, False)
+
+
+def test_main_without_checkpoint_exits_2_with_a_hint(tmp_path, capsys):
+    assert app.main(["--checkpoint", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert "make default-model" in err and "--checkpoint" in err and len(err.strip().splitlines()) == 1
+
+
+def test_launched_app_answers_gradio_client(pipe, wav, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from diffusiontalker.render.video import probe
+
+    demo = app.build_demo(pipe, output_root=tmp_path)
+    demo.queue(default_concurrency_limit=2, max_size=16)
+    opts = app.launch_options("127.0.0.1", _free_port())
+    demo.launch(prevent_thread_lock=True, quiet=True, **opts)
+    try:
+        client = Client(f"http://127.0.0.1:{opts['server_port']}/", verbose=False, download_files=str(tmp_path))
+
+        def generate(path: Path):
+            return client.predict(handle_file(str(path)), "blendshape", 8, app.AUTO, "ava", "ben", 0.5, 1, 0, False,
+                                  api_name="/generate")
+
+        video, *_, files = generate(wav)
+        info = probe(video["video"] if isinstance(video, dict) else video)
+        assert info["video_codec"] == "h264" and info["audio_codec"] == "aac"
+        npy = next(f["value"] if isinstance(f, dict) else f for f in files if str(f).endswith(".npy")
+                   or (isinstance(f, dict) and str(f.get("value")).endswith(".npy")))
+        frames = np.load(npy).shape[0]
+        assert abs(frames - SECONDS * FPS) <= 1
+
+        bad = tmp_path / "not_audio.wav"
+        bad.write_text("this is not a sound file")
+        with pytest.raises(Exception, match="could not decode|is it a sound file"):
+            generate(bad)
+
+        video2, *_ = generate(wav)  # the server survived the bad request
+        assert probe(video2["video"] if isinstance(video2, dict) else video2)["video_codec"] == "h264"
+    finally:
+        demo.close()

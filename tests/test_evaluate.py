@@ -1,0 +1,132 @@
+"""End-to-end evaluation of a tiny ladder on fabricated clips: metrics.json and the table, finite numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from diffusiontalker.arkit import ARKIT_52, BEAT_51
+from diffusiontalker.audio import num_frames
+from diffusiontalker.errors import DataError
+from tests.conftest import make_ladder, speechlike
+from train.evaluate import BASELINE, evaluate, format_table, main
+
+
+def _blendshape_motion(rng: np.random.Generator, K: int, T: int, names: tuple[str, ...]) -> np.ndarray:
+    t = np.arange(T) / 30.0
+    m = np.zeros((K, T, len(names)), np.float32)
+    for k in range(K):
+        m[k, :, names.index("jawOpen")] = 0.3 + 0.25 * np.sin(2 * np.pi * 4 * t + k)
+        m[k, :, names.index("mouthClose")] = rng.uniform(0, 0.2, T)
+        blink = rng.integers(3, T - 6)
+        m[k, blink:blink + 4, names.index("eyeBlinkLeft")] = 1.0
+        m[k, blink:blink + 4, names.index("eyeBlinkRight")] = 1.0
+    return m
+
+
+def _write(path: Path, **fields) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **{k: np.asarray(v) for k, v in fields.items()})
+
+
+def make_blendshape_clips(root: Path) -> Path:
+    """test/: 3 clips (ava with 3 takes, ben in BEAT's 51-channel order, cy); train/: 2 clips; meta.json."""
+    rng = np.random.default_rng(0)
+    (root).mkdir(parents=True, exist_ok=True)
+    (root / "meta.json").write_text(json.dumps({"kind": "blendshape", "fps": 30, "sample_rate": 16000}))
+    specs = [("test", "ava_0", "ava", 3, ARKIT_52), ("test", "ben_0", "ben", 1, BEAT_51),
+             ("test", "cy_0", "cy", 1, ARKIT_52), ("train", "ava_1", "ava", 2, ARKIT_52),
+             ("train", "ben_1", "ben", 1, ARKIT_52)]
+    for i, (split, name, speaker, K, names) in enumerate(specs):
+        audio = speechlike(1.0, f0=110 + 20 * i, seed=i)
+        T = num_frames(len(audio))
+        motion = _blendshape_motion(rng, K, T, names)
+        _write(root / split / f"{name}.npz", audio=audio, motion=motion[0] if K == 1 else motion, kind="blendshape",
+               names=np.asarray(names), speaker=speaker, emotion="neutral")
+    return root
+
+
+def _all_finite(row: dict, skip: tuple[str, ...] = ()) -> bool:
+    return all(math.isfinite(v) for k, v in row.items() if k not in skip)
+
+
+def test_evaluate_blendshape_ladder_end_to_end(tmp_path):
+    ladder = make_ladder(tmp_path / "ladder")  # teacher-8, students 4/2/1
+    data = make_blendshape_clips(tmp_path / "clips")
+    out, table = tmp_path / "metrics.json", tmp_path / "table.md"
+    rc = main(["--checkpoint", str(ladder), "--data", str(data), "--seeds", "2", "--teacher-ddim", "2",
+               "--out", str(out), "--table", str(table), "--quiet"])
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    rows = doc["rows"]
+    assert list(rows) == ["teacher-8", "student-4", "student-2", "student-1", "teacher-DDIM-2", BASELINE]
+    for name in ["teacher-8", "student-4", "student-2", "student-1", "teacher-DDIM-2"]:
+        row = rows[name]
+        for key in ("lip_error", "mve", "fdd", "diversity_seeds", "diversity_identities", "identity_top1",
+                    "identity_top3", "mouth_std_ratio", "jaw_r", "blink_ratio", "spread_ratio", "s_per_s_audio",
+                    "speedup"):
+            assert row[key] is not None and math.isfinite(row[key]), (name, key, row[key])
+        assert row["lip_error"] > 0 and row["diversity_seeds"] > 0 and row["s_per_s_audio"] > 0
+        assert 0 <= row["identity_top1"] <= row["identity_top3"] == 1.0  # 3 identities: top-3 always hits
+        assert row["identity_clips"] == 3
+    assert rows["teacher-8"]["speedup"] == pytest.approx(1.0)
+    base = rows[BASELINE]
+    assert base["lip_error"] > 0 and base["diversity_seeds"] == 0 and base["mouth_std_ratio"] == 0
+    assert base["s_per_s_audio"] is None and "identity_top1" not in base
+    meta = doc["meta"]
+    assert meta["clips"] == 3 and meta["seeds"] == 2 and meta["split"] == "test"
+    assert meta["baseline"].startswith("mean of") and "date" in meta and "git_commit" in meta
+    text = table.read_text()
+    for name in rows:
+        assert f"| {name} |" in text
+    assert "lip error" in text and "id top-3" in text and "speed-up" in text
+
+
+def test_evaluate_function_with_unknown_speaker_and_vertex_data(tmp_path):
+    """Vertex ladder, user index files, a speaker the model does not know (-> 'auto', no identity label)."""
+    ladder = make_ladder(tmp_path / "ladder", steps=(4, 1), kind="vertex")  # 10 vertices
+    data = tmp_path / "clips"
+    (data).mkdir()
+    (data / "meta.json").write_text(json.dumps({"kind": "vertex"}))
+    rng = np.random.default_rng(0)
+    template = rng.standard_normal((10, 3)).astype(np.float32)
+    for i, speaker in enumerate(["ava", "zed"]):
+        audio = speechlike(1.0, seed=i)
+        T = num_frames(len(audio))
+        motion = 0.01 * rng.standard_normal((T, 30)).astype(np.float32)
+        _write(data / "test" / f"c{i}.npz", audio=audio, motion=motion, kind="vertex", template=template,
+               speaker=speaker, emotion="neutral")
+    (tmp_path / "lips.txt").write_text("0\n1\n2\n")
+    (tmp_path / "upper.txt").write_text("7, 8, 9")
+    result = evaluate(ladder, data, seeds=2, lip_idx=tmp_path / "lips.txt", upper_idx=tmp_path / "upper.txt",
+                      identity_diversity=False)
+    rows = result["rows"]
+    assert list(rows) == ["teacher-4", "student-1", BASELINE]  # no train split: baseline from motion_mean
+    assert "motion_mean" in result["meta"]["baseline"]
+    for name in ("teacher-4", "student-1"):
+        row = rows[name]
+        assert _all_finite(row, skip=("identity_top1", "identity_top3")), row
+        assert row["lve"] > 0 and row["mve"] > 0
+        assert row["identity_clips"] == 1  # only "ava" is a known identity
+        assert "diversity_identities" not in row
+    text = format_table(result)
+    assert "LVE" in text and "jaw r" not in text and "| student-1 |" in text
+
+
+def test_evaluate_errors_are_actionable(tmp_path, capsys):
+    ladder = make_ladder(tmp_path / "ladder", steps=(2, 1))
+    data = make_blendshape_clips(tmp_path / "clips")
+    with pytest.raises(DataError, match="no clips in"):
+        evaluate(ladder, data, split="val")
+    rc = main(["--checkpoint", str(ladder), "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m.json"),
+               "--table", str(tmp_path / "t.md"), "--quiet"])
+    assert rc == 2
+    assert "meta.json" in capsys.readouterr().err
+    # max_clips picks across speakers and steps outside the ladder are skipped and recorded
+    result = evaluate(ladder, data, seeds=1, max_clips=2, steps=[2, 16], identity_diversity=False, baseline=False)
+    assert result["meta"]["clips"] == 2 and result["meta"]["missing_rungs"] == [16]
+    assert list(result["rows"]) == ["teacher-2"]

@@ -1,0 +1,140 @@
+"""Teacher training, resume, progressive distillation and evaluation, end to end on fabricated clips."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import speechlike
+
+from diffusiontalker.arkit import ARKIT_52
+from diffusiontalker.audio import SAMPLE_RATE, num_frames
+from diffusiontalker.checkpoint import load_checkpoint, read_ladder
+from diffusiontalker.data.clips import compute_norm, write_clip, write_meta
+from diffusiontalker.training import EMA, lr_at, parse_overrides
+from train import distill as distill_script
+from train import train_teacher
+
+SPEAKERS = ["ava", "ben"]
+
+
+def fabricate_clips(root: Path, per_split: dict[str, int] | None = None) -> Path:
+    """Clips whose jawOpen follows the audio envelope and whose speaker is visible in pitch and smile."""
+    per_split = per_split or {"train": 6, "val": 2, "test": 2}
+    rng = np.random.default_rng(0)
+    jaw, smile = ARKIT_52.index("jawOpen"), ARKIT_52.index("mouthSmileLeft")
+    for split, n in per_split.items():
+        for i in range(n):
+            spk = SPEAKERS[i % 2]
+            audio = speechlike(2.5, f0=120.0 if spk == "ava" else 220.0, seed=i)
+            T = num_frames(len(audio))
+            t = np.arange(T) / 30.0
+            motion = np.zeros((2, T, 52), np.float32)  # K = 2 takes
+            motion[:, :, jaw] = 0.5 * np.sin(2 * np.pi * 4.0 * t) ** 2
+            motion[:, :, smile] = 0.6 if spk == "ava" else 0.1
+            motion[1] += 0.02 * rng.random((T, 52)).astype(np.float32)
+            write_clip(root / split / f"{spk}_{split}_{i}.npz", audio=audio, motion=np.clip(motion, 0, 1),
+                       kind="blendshape", names=list(ARKIT_52), speaker=spk, emotion="neutral")
+    write_meta(root, kind="blendshape", names=list(ARKIT_52), speakers=SPEAKERS, source="test")
+    compute_norm(root)
+    (root / "stats.json").write_text(json.dumps({"clips": sum(per_split.values()), "hours": 0.01}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory) -> Path:
+    return fabricate_clips(tmp_path_factory.mktemp("clips") / "data")
+
+
+def test_lr_schedule_warms_up_then_decays():
+    assert lr_at(0, 1.0, 10, 100) == pytest.approx(0.1)
+    assert lr_at(9, 1.0, 10, 100) == pytest.approx(1.0)
+    assert lr_at(10, 1.0, 10, 100) == pytest.approx(1.0)
+    assert lr_at(100, 1.0, 10, 100) == pytest.approx(0.05)
+    assert lr_at(55, 1.0, 10, 100) == pytest.approx(0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+
+
+def test_ema_tracks_weights():
+    model = torch.nn.Linear(2, 2)
+    ema = EMA(model, decay=0.5)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    before = ema.model.weight.clone()
+    ema.update(model, step=1000)
+    assert torch.allclose(ema.model.weight, 0.5 * before + 0.5 * model.weight)
+
+
+def test_parse_overrides_reads_json_values():
+    assert parse_overrides(["train__lr=0.001", "model__identity_names=[\"a\"]", "x__y=abc"]) == {
+        "train__lr": 0.001, "model__identity_names": ["a"], "x__y": "abc"}
+
+
+def test_teacher_resume_distill_evaluate_end_to_end(clip_dir, tmp_path):
+    run = tmp_path / "run"
+    common = ["--data", str(clip_dir), "--preset", "tiny", "--out", str(run), "--quiet",
+              "--set", "train__save_every=4", "train__eval_every=4", "train__log_every=2", "diffusion__steps=8"]
+    assert train_teacher.main(common + ["--iterations", "4"]) == 0
+    state = json.loads((run / "state" / "state.json").read_text())
+    assert state["step"] == 4
+    # resume continues from the saved step instead of starting over
+    assert train_teacher.main(common + ["--iterations", "6", "--resume"]) == 0
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in log if "loss" in r]
+    assert steps == [1, 2, 4, 6]  # logged every 2 steps; steps 1..4 were not trained twice
+    assert any("val_lip_error" in r and math.isfinite(r["val_lip_error"]) for r in log)
+    teacher, cfg, meta = load_checkpoint(run / "teacher")
+    assert cfg.model.identity_names == SPEAKERS and cfg.diffusion.steps == 8 and meta["iterations"] == 6
+
+    ladder = tmp_path / "ladder"
+    assert distill_script.main(["--teacher", str(run / "teacher"), "--data", str(clip_dir), "--out", str(ladder),
+                                "--target", "2", "--iterations-per-round", "3", "--quiet"]) == 0
+    rungs = read_ladder(ladder)
+    assert sorted(rungs) == [2, 4, 8]
+    for steps, path in rungs.items():
+        _, rung_cfg, _ = load_checkpoint(path)
+        assert rung_cfg.diffusion.steps == steps
+
+    from train import evaluate
+
+    out = tmp_path / "metrics.json"
+    table = tmp_path / "table.md"
+    assert evaluate.main(["--checkpoint", str(ladder), "--data", str(clip_dir), "--seeds", "2", "--out", str(out),
+                          "--table", str(table)]) == 0
+    metrics = json.loads(out.read_text())
+    rows = metrics["rows"]
+    assert len(rows) >= 4  # teacher, two students, the mean baseline
+    for row in rows.values():
+        for key, value in row.items():
+            if isinstance(value, float):
+                assert math.isfinite(value), (key, row)
+    assert "|" in table.read_text()
+
+
+def test_distillation_resumes_finished_rounds(clip_dir, tmp_path):
+    run = tmp_path / "run"
+    assert train_teacher.main(["--data", str(clip_dir), "--preset", "tiny", "--out", str(run), "--quiet",
+                               "--iterations", "2", "--set", "diffusion__steps=4"]) == 0
+    ladder = tmp_path / "ladder"
+    args = ["--teacher", str(run / "teacher"), "--data", str(clip_dir), "--out", str(ladder), "--target", "1",
+            "--iterations-per-round", "2", "--quiet"]
+    assert distill_script.main(args) == 0
+    first = (ladder / "student-2" / "model.safetensors").read_bytes()
+    assert distill_script.main(args) == 0  # a rerun skips the rounds already on disk
+    assert (ladder / "student-2" / "model.safetensors").read_bytes() == first
+    assert sorted(read_ladder(ladder)) == [1, 2, 4]
+
+
+def test_missing_data_is_a_clear_error(tmp_path, capsys):
+    assert train_teacher.main(["--data", str(tmp_path / "nope"), "--preset", "tiny", "--out",
+                               str(tmp_path / "run")]) == 2
+    assert "meta.json" in capsys.readouterr().err
+
+
+def test_audio_sample_rate_constant_matches_clips(clip_dir):
+    clip = np.load(next((clip_dir / "train").glob("*.npz")))
+    assert num_frames(len(clip["audio"])) == clip["motion"].shape[1]
+    assert SAMPLE_RATE == 16000

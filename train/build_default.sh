@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Reproduce checkpoints/default (and checkpoints/default-vertex) from nothing, on CPU:
+#   synthetic data -> teacher -> progressive distillation -> evaluation -> model cards -> checkpoints/.
+# Every stage resumes: rerun the same command after an interruption and finished stages are skipped.
+#
+#   bash train/build_default.sh                  # or: make default-model
+#   ITERS=6000 ROUND_ITERS=300 bash train/build_default.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+DATA=${DATA:-data/synth}
+RUN=${RUN:-runs/default}
+ITERS=${ITERS:-6000}              # teacher iterations (cpu preset)
+ROUND_ITERS=${ROUND_ITERS:-300}   # distillation iterations per halving round
+CLIPS=${CLIPS:-150}               # synthetic clips per speaker
+SPEAKERS=${SPEAKERS:-10}
+EVAL_CLIPS=${EVAL_CLIPS:-40}
+VERTEX=${VERTEX:-1}               # also build the vertex model
+export HF_HUB_OFFLINE=1
+start=$(date +%s)
+stamp() { echo "[$(( $(date +%s) - start ))s] $*"; }
+
+if [ ! -f "$DATA/stats.json" ]; then
+  stamp "synthetic data -> $DATA"
+  $PY -m train.make_synthetic --out "$DATA" --speakers "$SPEAKERS" --clips-per-speaker "$CLIPS" \
+      --heldout-speakers 2 --takes 4 --seed 0
+fi
+
+if [ ! -f "$RUN/teacher/config.json" ] || [ "$($PY -c "import json;print(json.load(open('$RUN/teacher/config.json'))['meta'].get('iterations',0))")" -lt "$ITERS" ]; then
+  stamp "teacher ($ITERS iterations) -> $RUN"
+  $PY -m train.train_teacher --data "$DATA" --preset cpu --out "$RUN" --iterations "$ITERS" --resume
+fi
+
+stamp "distillation 512 -> 1 -> $RUN/ladder"
+$PY -m train.distill --teacher "$RUN/teacher" --data "$DATA" --out "$RUN/ladder" --target 1 \
+    --iterations-per-round "$ROUND_ITERS"
+
+if [ ! -f "$RUN/metrics.json" ]; then
+  stamp "evaluation -> $RUN/metrics.json"
+  $PY -m train.evaluate --checkpoint "$RUN/ladder" --data "$DATA" --split test --max-clips "$EVAL_CLIPS" \
+      --seeds 4 --steps 512 8 4 2 1 --teacher-ddim 8 4 2 1 --out "$RUN/metrics.json" --table "$RUN/table.md"
+fi
+
+stamp "export -> checkpoints/default"
+$PY -m train.export_default --run "$RUN" --data "$DATA" --out checkpoints/default --steps 512 8 4 2 1
+
+if [ "$VERTEX" = "1" ]; then
+  VDATA=${DATA}-vertex; VRUN=${RUN}-vertex
+  if [ ! -f "$VDATA/meta.json" ]; then
+    stamp "vertex clips (procedural head) -> $VDATA"
+    $PY -m train.make_vertex_clips --src "$DATA" --out "$VDATA"
+  fi
+  stamp "vertex teacher -> $VRUN"
+  $PY -m train.train_teacher --data "$VDATA" --preset cpu --out "$VRUN" --iterations "${VITERS:-2500}" --resume \
+      --set model__motion_rank=48 model__d_model=128
+  $PY -m train.distill --teacher "$VRUN/teacher" --data "$VDATA" --out "$VRUN/ladder" --target 8 \
+      --iterations-per-round "${VROUND_ITERS:-150}"
+  if [ ! -f "$VRUN/metrics.json" ]; then
+    $PY -m train.evaluate --checkpoint "$VRUN/ladder" --data "$VDATA" --split test --max-clips 20 --seeds 2 \
+        --steps 512 8 --out "$VRUN/metrics.json" --table "$VRUN/table.md"
+  fi
+  $PY -m train.export_default --run "$VRUN" --data "$VDATA" --out checkpoints/default-vertex --steps 512 8
+fi
+stamp "done"

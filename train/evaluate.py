@@ -1,0 +1,534 @@
+"""The paper-style evaluation of a teacher and its distilled students on a test split.
+
+    python -m train.evaluate --checkpoint runs/ladder --data data/synthetic --split test --seeds 4 \\
+        --teacher-ddim 8 4 2 1 --out metrics.json --table table.md
+
+For each rung of the ladder (teacher and students), each ``--teacher-ddim N`` (the teacher sampled with plain DDIM
+at N steps: the distillation ablation) and a per-channel-mean baseline, every test clip is generated with
+``--seeds`` seeds, conditioned on the clip's TRUE speaker by name (``"auto"`` when the checkpoint does not know the
+speaker), and compared with the ground truth (take 0 of multi-take clips) using :mod:`diffusiontalker.metrics`:
+
+- blendshapes: lip error / MVE / FDD; vertices: LVE / MVE / FDD (regions from ``--lip-idx``/``--upper-idx`` files,
+  one index per line, or the procedural head's ``lips`` / ``upper_face`` regions);
+- diversity across seeds and across identities (the same audio with every identity by name, seed 0);
+- identity top-1 / top-3 matching accuracy of the audio -> identity head (clips whose speaker the model knows);
+- mouth-motion std ratio pred/GT, jawOpen Pearson r, blink rate of the samples / of the GT over all takes,
+  spread of the stochastic channels over that of the lip channels across seeds, jitter pred/GT;
+- seconds of generation per second of audio, per sample (the seeded batch is timed and divided by its size),
+  and the speed-up against the teacher.
+
+Writes ``metrics.json`` ({"rows": {name: {metric: value}}, "meta": {...}}; NaN becomes null) and a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffusiontalker import metrics as M
+from diffusiontalker.arkit import ARKIT_52, MOUTH_CHANNELS, STOCHASTIC_CHANNELS, reorder
+from diffusiontalker.audio import FPS, SAMPLE_RATE, num_frames
+from diffusiontalker.checkpoint import read_config
+from diffusiontalker.data.clips import read_clip, read_meta
+from diffusiontalker.diffusion import sample
+from diffusiontalker.errors import DataError, DiffusionTalkerError
+from diffusiontalker.pipeline import IdentitySpec, Pipeline
+from diffusiontalker.schedule import NoiseSchedule
+
+# (wav (N,), identity, num_samples, seed) -> raw motion (S, T, D) in model units (vertex: offsets), identity scores
+Generate = Callable[[np.ndarray, IdentitySpec, int, int], tuple[np.ndarray, dict[str, float]]]
+
+BASELINE = "baseline (channel mean)"
+TIMING_NOTE = "wall-clock seconds of one seeded batch (encode + match + sample) / seeds / seconds of audio"
+
+
+@dataclass
+class EvalClip:
+    """One test clip, its motion laid out like the model's output."""
+
+    name: str
+    audio: np.ndarray  # (N,) float32 at 16 kHz
+    motion: np.ndarray  # (K, T, D) float32, K takes, channels in the model's order (vertex: offsets)
+    speaker: str
+
+    @property
+    def seconds(self) -> float:
+        return len(self.audio) / SAMPLE_RATE
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# data
+def _to_model_layout(motion: np.ndarray, names: np.ndarray | None, kind: str, model_names: Sequence[str] | None,
+                     motion_dim: int, where: str) -> np.ndarray:
+    """Clip motion (T, D) or (K, T, D) -> (K, T, D_model): blendshape channels re-laid BY NAME."""
+    motion = np.asarray(motion, dtype=np.float32)
+    if motion.ndim == 2:
+        motion = motion[None]
+    if kind == "blendshape" and names is not None:
+        motion = reorder(motion, [str(n) for n in names], list(model_names or ARKIT_52))
+    if motion.shape[-1] != motion_dim:
+        raise DataError(f"{where}: motion has {motion.shape[-1]} channels but the checkpoint outputs {motion_dim}; "
+                        f"is this data set the one the model was trained on?")
+    return motion
+
+
+def load_clips(data: str | os.PathLike, split: str, kind: str, model_names: Sequence[str] | None, motion_dim: int,
+               max_clips: int | None = None) -> list[EvalClip]:
+    """The clips of ``data/split`` (sorted by name). ``max_clips`` picks round-robin over speakers, so a small
+    subset still covers every speaker (identity accuracy needs that)."""
+    root = Path(data)
+    meta = read_meta(root)
+    if meta["kind"] != kind:
+        raise DataError(f"{root} holds {meta['kind']} clips but the checkpoint outputs {kind}")
+    files = sorted((root / split).glob("*.npz"))
+    if not files:
+        raise DataError(f"no clips in {root / split}; choose a split that exists (e.g. --split test)")
+    if max_clips is not None and max_clips < len(files):
+        if max_clips < 1:
+            raise DataError(f"--max-clips must be at least 1, got {max_clips}")
+        by_speaker: dict[str, list[Path]] = {}
+        for f in files:
+            with np.load(f, allow_pickle=False) as z:
+                by_speaker.setdefault(str(z["speaker"]) if "speaker" in z.files else "", []).append(f)
+        queues = [by_speaker[s] for s in sorted(by_speaker)]
+        picked: list[Path] = []
+        while len(picked) < max_clips:
+            for q in queues:
+                if q and len(picked) < max_clips:
+                    picked.append(q.pop(0))
+        files = sorted(picked)
+    clips = []
+    for f in files:
+        c = read_clip(f)
+        motion = _to_model_layout(c["motion"], c.get("names"), kind, model_names, motion_dim, str(f))
+        clips.append(EvalClip(f.stem, np.asarray(c["audio"], dtype=np.float32), motion, str(c["speaker"])))
+    return clips
+
+
+def train_mean(data: str | os.PathLike, kind: str, model_names: Sequence[str] | None, motion_dim: int
+               ) -> np.ndarray | None:
+    """Per-channel mean motion (D,) over the TRAIN split (all frames, all takes); None when there is no train split.
+
+    Reads only the ``motion`` and ``names`` arrays of each clip (npz members load lazily).
+    """
+    files = sorted((Path(data) / "train").glob("*.npz"))
+    if not files:
+        return None
+    total, count = np.zeros(motion_dim), 0
+    for f in files:
+        with np.load(f, allow_pickle=False) as z:
+            names = z["names"].astype(str) if "names" in z.files else None
+            motion = _to_model_layout(z["motion"], names, kind, model_names, motion_dim, str(f))
+        flat = motion.reshape(-1, motion_dim).astype(np.float64)  # (K*T, D)
+        total += flat.sum(0)
+        count += flat.shape[0]
+    return total / max(count, 1)
+
+
+def _read_index_file(path: str | os.PathLike) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"vertex index file not found: {p}; give a text file with one vertex index per line")
+    try:
+        idx = np.array([int(tok) for tok in p.read_text().replace(",", " ").split()], dtype=np.int64)
+    except ValueError:
+        raise DataError(f"{p} must hold integer vertex indices (one per line, or separated by commas)") from None
+    if idx.size == 0:
+        raise DataError(f"{p} holds no vertex indices")
+    return idx
+
+
+def vertex_regions(num_vertices: int, lip_idx: str | os.PathLike | None = None,
+                   upper_idx: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Lip and upper-face vertex indices: from the user's files, else the procedural head's own regions."""
+    regions: dict[str, np.ndarray] = {}
+    if lip_idx is None or upper_idx is None:
+        try:
+            from diffusiontalker.render.rig import load_head
+
+            head = load_head()
+        except ImportError as e:  # pragma: no cover - the rig ships with the package
+            raise DataError(f"vertex metrics need --lip-idx and --upper-idx files (the procedural head is not "
+                            f"available: {e})") from None
+        if head.num_vertices != num_vertices:
+            raise DataError(f"the model's mesh has {num_vertices} vertices, not the procedural head's "
+                            f"{head.num_vertices}; pass --lip-idx and --upper-idx files (one index per line) for "
+                            f"this topology")
+        regions = {"lips": head.regions["lips"], "upper": head.regions["upper_face"]}
+    lips = _read_index_file(lip_idx) if lip_idx is not None else regions["lips"]
+    upper = _read_index_file(upper_idx) if upper_idx is not None else regions["upper"]
+    for what, idx in (("lip", lips), ("upper-face", upper)):
+        if idx.min() < 0 or idx.max() >= num_vertices:
+            raise DataError(f"the {what} indices reach {idx.max()} but the mesh has {num_vertices} vertices")
+    return lips, upper
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# generators: one per table row
+def pipeline_generator(pipe: Pipeline, steps: int) -> Generate:
+    """A ladder rung, sampled through the product path (``Pipeline.__call__``)."""
+
+    def generate(wav: np.ndarray, identity: IdentitySpec, n: int, seed: int) -> tuple[np.ndarray, dict[str, float]]:
+        anims = pipe(wav, steps=steps, identity=identity, num_samples=n, seed=seed, sr=SAMPLE_RATE)
+        values = np.stack([a.values for a in anims])  # (S, T, D) or (S, T, V, 3)
+        if pipe.kind == "vertex":
+            values = (values - anims[0].template[None, None]).reshape(n, values.shape[1], -1)  # offsets (S, T, 3V)
+        return values, dict(anims[0].identity_scores)
+
+    return generate
+
+
+def teacher_ddim_generator(pipe: Pipeline, steps: int) -> Generate:
+    """The teacher network sampled with plain DDIM on the ``steps`` grid (no distillation): the ablation row.
+
+    Calls :func:`diffusiontalker.diffusion.sample` on the whole clip in one window, with the pipeline's seeding
+    (sample i starts from noise seeded ``seed + i``) so rows differ only in the sampler.
+    """
+    teacher = pipe.teacher_steps
+    model = pipe.model(teacher)
+    schedule = NoiseSchedule(read_config(pipe.rungs[teacher])[0].diffusion.num_train_timesteps)
+    schedule.grid(steps)  # fail early with the list of valid step counts
+
+    @torch.no_grad()
+    def generate(wav: np.ndarray, identity: IdentitySpec, n: int, seed: int) -> tuple[np.ndarray, dict[str, float]]:
+        wav = pipe.load(wav, sr=SAMPLE_RATE)
+        feats, mask = pipe.encode(wav, teacher)  # (1, T, C), once per clip
+        scores = pipe.match_identity(feats, mask, teacher)
+        vec, _ = pipe.identity_vector(identity, scores, teacher)
+        T, D = feats.shape[1], model.cfg.motion_dim
+        noise = torch.stack([torch.randn(T, D, generator=torch.Generator().manual_seed(seed + i)) for i in range(n)])
+        x = sample(model, schedule, feats.expand(n, -1, -1), torch.ones(n, T, dtype=torch.bool),
+                   vec[None].expand(n, -1), steps, noise.to(feats.device))  # (S, T, D) normalised
+        motion = model.denormalise(x).cpu().numpy()
+        if pipe.kind == "blendshape":
+            motion = np.clip(motion, 0.0, 1.0)  # as the pipeline returns blendshapes
+        return motion, scores
+
+    return generate
+
+
+def constant_generator(mean: np.ndarray) -> Generate:
+    """The per-channel-mean baseline: the same constant motion for any audio."""
+
+    def generate(wav: np.ndarray, identity: IdentitySpec, n: int, seed: int) -> tuple[np.ndarray, dict[str, float]]:
+        T = num_frames(len(wav))
+        return np.broadcast_to(mean, (n, T, mean.shape[0])).astype(np.float32), {}
+
+    return generate
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# metrics of one row
+@dataclass
+class Context:
+    kind: str
+    names: list[str] | None
+    identity_names: list[str]
+    lips: np.ndarray | None = None
+    upper: np.ndarray | None = None
+
+
+def _coords(idx: np.ndarray) -> np.ndarray:
+    """Vertex indices -> indices of their x, y, z coordinates in a flattened (3V,) layout."""
+    return (idx[:, None] * 3 + np.arange(3)[None]).reshape(-1)
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else float("nan")
+
+
+def clip_metrics(samples: np.ndarray, gt: np.ndarray, ctx: Context) -> dict[str, float]:
+    """Metrics of S samples (S, T, D) against the GT takes (K, T, D) of one clip (frames already aligned)."""
+    g0 = gt[0]  # errors are against take 0
+    out: dict[str, list[float]] = {}
+
+    def add(key: str, value: float) -> None:
+        out.setdefault(key, []).append(value)
+
+    if ctx.kind == "blendshape":
+        names = ctx.names
+        jaw = names.index("jawOpen") if "jawOpen" in names else None
+        for s in samples:
+            add("lip_error", M.lip_error(s, g0, names))
+            add("mve", M.mve_blendshape(s, g0))
+            add("fdd", M.fdd_blendshape(s, g0, names))
+            add("mouth_std_ratio", M.motion_std_ratio(s, g0, names))
+            add("jitter_ratio", _ratio(M.jitter(s, FPS), M.jitter(g0, FPS)))
+            if jaw is not None:
+                add("jaw_r", M.pearson(s[:, jaw], g0[:, jaw]))
+            add("blink_rate", M.blink_rate(s, names, FPS))
+        for take in gt:
+            add("blink_rate_gt", M.blink_rate(take, names, FPS))
+        spread_lips = M.channel_spread(samples, names, MOUTH_CHANNELS)
+        add("spread_ratio", _ratio(M.channel_spread(samples, names, STOCHASTIC_CHANNELS), spread_lips))
+        add("diversity_seeds", M.diversity(samples))
+    else:
+        lip_c = _coords(ctx.lips)
+        for s in samples:
+            add("lve", M.lip_vertex_error(s, g0, ctx.lips))
+            add("mve", M.mean_vertex_error(s, g0))
+            add("fdd", M.upper_face_dynamics_deviation(s, g0, None, ctx.upper))
+            add("mouth_std_ratio", M.motion_std_ratio(s[:, lip_c], g0[:, lip_c]))
+            add("jitter_ratio", _ratio(M.jitter(s, FPS), M.jitter(g0, FPS)))
+        spread_lips = M.channel_spread(samples, None, lip_c)
+        add("spread_ratio", _ratio(M.channel_spread(samples, None, _coords(ctx.upper)), spread_lips))
+        add("diversity_seeds", M.diversity(samples, vertex=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN lists (e.g. a constant baseline's jaw r)
+        return {k: float(np.nanmean(v)) for k, v in out.items()}
+
+
+def evaluate_row(generate: Generate, clips: list[EvalClip], ctx: Context, seeds: int, timed: bool = True,
+                 identities: bool = True, progress: Callable[[], None] | None = None) -> dict[str, float]:
+    """Generate every clip with ``seeds`` seeds and average the clip metrics; see the module docstring.
+
+    ``identities``: also generate each clip once per identity (seed 0) for the across-identity diversity. Identity
+    matching accuracy is reported whenever the generator returns match scores (not for the baseline).
+    """
+    per_clip: list[dict[str, float]] = []
+    scores, labels = [], []
+    gen_seconds = audio_seconds = 0.0
+    matched = False
+    for clip in clips:
+        known = clip.speaker in ctx.identity_names
+        tic = time.perf_counter()
+        samples, match = generate(clip.audio, clip.speaker if known else "auto", seeds, 0)
+        gen_seconds += time.perf_counter() - tic
+        audio_seconds += clip.seconds
+        T = min(samples.shape[1], clip.motion.shape[1])
+        row = clip_metrics(samples[:, :T], clip.motion[:, :T], ctx)
+        if identities and len(ctx.identity_names) >= 2:
+            per_id = np.stack([generate(clip.audio, name, 1, 0)[0][0, :T] for name in ctx.identity_names])
+            row["diversity_identities"] = M.diversity(per_id, vertex=ctx.kind == "vertex")
+        matched = matched or bool(match)
+        if known and match:
+            scores.append([match[n] for n in ctx.identity_names])
+            labels.append(ctx.identity_names.index(clip.speaker))
+        per_clip.append(row)
+        if progress is not None:
+            progress()
+    keys = sorted({k for r in per_clip for k in r})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = {k: float(np.nanmean([r.get(k, np.nan) for r in per_clip])) for k in keys}
+    if ctx.kind == "blendshape":  # ratio of mean rates: a clip without GT blinks does not divide by zero
+        gt_rate = result.get("blink_rate_gt", float("nan"))
+        result["blink_ratio"] = result["blink_rate"] / gt_rate if gt_rate > 0 else float("nan")
+    if matched:
+        s, lab = np.asarray(scores).reshape(len(labels), -1), np.asarray(labels)
+        result["identity_top1"] = M.identity_accuracy(s, lab, 1) if labels else float("nan")
+        result["identity_top3"] = M.identity_accuracy(s, lab, 3) if labels else float("nan")
+        result["identity_clips"] = float(len(labels))
+    result["s_per_s_audio"] = gen_seconds / seeds / audio_seconds if timed else float("nan")
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the whole evaluation
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parents[1],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str = "test", seeds: int = 4,
+             max_clips: int | None = None, steps: Sequence[int] | None = None, teacher_ddim: Sequence[int] = (),
+             lip_idx: str | os.PathLike | None = None, upper_idx: str | os.PathLike | None = None,
+             identity_diversity: bool = True, baseline: bool = True, device: str = "cpu",
+             progress: bool = False) -> dict:
+    """Evaluate a checkpoint or ladder on ``data/split``; returns {"rows": {name: {metric: value}}, "meta": {...}}.
+
+    Args:
+        steps: rungs to evaluate (default: all of the ladder); rungs the ladder lacks are skipped and listed in meta.
+        teacher_ddim: step counts at which to also sample the teacher with plain DDIM (any power of two).
+        lip_idx, upper_idx: vertex index files (vertex checkpoints; default: the procedural head's regions).
+        identity_diversity: also generate every clip once per identity (seed 0) for the across-identity diversity.
+    """
+    if seeds < 1:
+        raise DiffusionTalkerError(f"seeds must be at least 1, got {seeds}")
+    pipe = Pipeline.from_pretrained(checkpoint, device=device)
+    cfg = pipe.config.model
+    kind, names = pipe.kind, (list(cfg.channel_names) if cfg.channel_names else None)
+    rungs = pipe.available_steps if steps is None else [int(s) for s in steps]
+    missing = [s for s in rungs if s not in pipe.rungs]
+    rungs = sorted((s for s in rungs if s in pipe.rungs), reverse=True)
+    if not rungs and not teacher_ddim:
+        raise DiffusionTalkerError(f"none of the steps {list(steps or [])} is in this ladder; it has "
+                                   f"{pipe.available_steps}")
+    clips = load_clips(data, split, kind, names, cfg.motion_dim, max_clips)
+    ctx = Context(kind, names, pipe.identity_names)
+    if kind == "vertex":
+        ctx.lips, ctx.upper = vertex_regions(cfg.motion_dim // 3, lip_idx, upper_idx)
+
+    teacher = pipe.teacher_steps
+    rows_spec: list[tuple[str, int, Generate]] = []
+    for s in rungs:
+        label = f"teacher-{s}" if s == teacher else f"student-{s}"
+        rows_spec.append((label, s, pipeline_generator(pipe, s)))
+    for s in sorted({int(n) for n in teacher_ddim}, reverse=True):
+        rows_spec.append((f"teacher-DDIM-{s}", s, teacher_ddim_generator(pipe, s)))
+
+    mean = train_mean(data, kind, names, cfg.motion_dim)
+    baseline_source = f"mean of {Path(data) / 'train'}"
+    if mean is None:
+        mean = pipe.model(teacher).motion_mean.cpu().numpy().astype(np.float64)
+        baseline_source = "the teacher's motion_mean buffer (no train split)"
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(clips) * (len(rows_spec) + int(baseline)), desc="evaluating", unit="clip")
+    tick = bar.update if bar is not None else None
+
+    rows: dict[str, dict[str, float]] = {}
+    for label, s, gen in rows_spec:
+        if bar is not None:
+            bar.set_description(label)
+        warm = clips[0].audio[: min(len(clips[0].audio), SAMPLE_RATE)]
+        gen(warm, "auto", 1, 0)  # load the rung and warm up kernels outside the timed region
+        rows[label] = {"steps": float(s), **evaluate_row(gen, clips, ctx, seeds, identities=identity_diversity,
+                                                          progress=tick)}
+    if baseline:
+        if bar is not None:
+            bar.set_description("baseline")
+        rows[BASELINE] = {"steps": 0.0, **evaluate_row(constant_generator(mean.astype(np.float32)), clips, ctx,
+                                                         seeds, timed=False, identities=False, progress=tick)}
+    if bar is not None:
+        bar.close()
+
+    ref = rows.get(f"teacher-{teacher}", {}).get("s_per_s_audio", float("nan"))
+    for label, row in rows.items():
+        rps = row.get("s_per_s_audio", float("nan"))
+        row["speedup"] = ref / rps if label != BASELINE and rps > 0 and math.isfinite(ref) else float("nan")
+
+    meta = {
+        "checkpoint": str(checkpoint), "data": str(data), "split": split, "kind": kind, "clips": len(clips),
+        "clip_names": [c.name for c in clips], "audio_seconds": float(sum(c.seconds for c in clips)),
+        "seeds": seeds, "teacher_steps": teacher, "rungs": rungs, "missing_rungs": missing,
+        "teacher_ddim": sorted({int(n) for n in teacher_ddim}, reverse=True),
+        "identities": pipe.identity_names, "baseline": baseline_source, "timing": TIMING_NOTE,
+        "error_reference": "take 0 of each clip; blink rate of the GT over all takes",
+        "device": str(pipe.device), "torch_threads": torch.get_num_threads(),
+        "git_commit": _git_commit(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    return {"rows": rows, "meta": meta}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# output
+def _finite_or_none(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite_or_none(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite_or_none(v) for v in x]
+    return x
+
+
+def _fmt(v: float | None, style: str = "num") -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "—"
+    if style == "pct":
+        return f"{100 * v:.0f}%"
+    if style == "x":
+        return f"×{v:.1f}"
+    if style == "int":
+        return f"{int(v)}"
+    if v != 0 and abs(v) < 1e-3:
+        return f"{v:.2e}"
+    return f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
+
+
+def format_table(metrics: dict) -> str:
+    """The markdown table, laid out like the paper's (rows: teacher, students, DDIM ablation, baseline)."""
+    vertex = metrics.get("meta", {}).get("kind") == "vertex"
+    cols: list[tuple[str, str, str]] = [("steps", "steps", "int")]
+    if vertex:
+        cols += [("LVE ↓", "lve", "num"), ("MVE ↓", "mve", "num"), ("FDD", "fdd", "num")]
+    else:
+        cols += [("lip error ↓", "lip_error", "num"), ("MVE ↓", "mve", "num"), ("FDD", "fdd", "num")]
+    cols += [("diversity (seeds)", "diversity_seeds", "num"), ("diversity (ids)", "diversity_identities", "num"),
+             ("id top-1", "identity_top1", "pct"), ("id top-3", "identity_top3", "pct"),
+             ("mouth std ratio", "mouth_std_ratio", "num")]
+    if not vertex:
+        cols += [("jaw r", "jaw_r", "num"), ("blink ratio", "blink_ratio", "num")]
+    cols += [("s / s audio", "s_per_s_audio", "num"), ("speed-up", "speedup", "x")]
+    lines = ["| model | " + " | ".join(c[0] for c in cols) + " |",
+             "|---|" + "|".join("---:" for _ in cols) + "|"]
+    for name, row in metrics["rows"].items():
+        cells = [_fmt(row.get(key), style) if not (key == "steps" and name == BASELINE) else "—"
+                 for _, key, style in cols]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    meta = metrics.get("meta", {})
+    if meta:
+        lines.append("")
+        lines.append(f"{meta.get('clips')} clips of `{meta.get('data')}` ({meta.get('split')}), "
+                     f"{meta.get('seeds')} seeds; errors against take 0; s / s audio: {meta.get('timing')}; "
+                     f"baseline: {meta.get('baseline')}; commit {meta.get('git_commit') or 'unknown'}, "
+                     f"{meta.get('date')}.")
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(metrics: dict, out: str | os.PathLike | None, table: str | os.PathLike | None) -> None:
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(_finite_or_none(metrics), indent=2) + "\n", encoding="utf-8")
+    if table is not None:
+        Path(table).parent.mkdir(parents=True, exist_ok=True)
+        Path(table).write_text(format_table(metrics), encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", required=True, help="a ladder dir (ladder.json) or one checkpoint dir")
+    ap.add_argument("--data", required=True, help="a clip directory (meta.json + split folders)")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--max-clips", type=int, default=None, help="evaluate at most N clips (round-robin by speaker)")
+    ap.add_argument("--seeds", type=int, default=4, help="samples per clip (diversity across seeds)")
+    ap.add_argument("--steps", type=int, nargs="+", default=None, help="rungs to evaluate (default: all)")
+    ap.add_argument("--teacher-ddim", type=int, nargs="*", default=[],
+                    help="also sample the teacher with plain DDIM at these step counts (distillation ablation)")
+    ap.add_argument("--lip-idx", default=None, help="vertex data: file of lip vertex indices, one per line")
+    ap.add_argument("--upper-idx", default=None, help="vertex data: file of upper-face vertex indices")
+    ap.add_argument("--no-identity-diversity", action="store_true",
+                    help="skip generating every clip once per identity (saves time)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", default="metrics.json")
+    ap.add_argument("--table", default="table.md")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        result = evaluate(args.checkpoint, args.data, split=args.split, seeds=args.seeds, max_clips=args.max_clips,
+                          steps=args.steps, teacher_ddim=args.teacher_ddim, lip_idx=args.lip_idx,
+                          upper_idx=args.upper_idx, identity_diversity=not args.no_identity_diversity,
+                          device=args.device, progress=not args.quiet)
+        write_outputs(result, args.out, args.table)
+    except DiffusionTalkerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(format_table(result), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

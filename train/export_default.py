@@ -1,0 +1,122 @@
+"""Copy chosen rungs of a trained ladder into a shipped checkpoint dir (float16 weights), with ladder.json and a
+MODEL_CARD.md per rung built from the run's log, data stats and evaluation metrics.
+
+    python -m train.export_default --run runs/default --data data/synth --out checkpoints/default --steps 512 8 4 2 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from diffusiontalker.checkpoint import load_checkpoint, read_ladder, save_checkpoint, write_ladder
+from diffusiontalker.config import Config
+
+
+def _git_commit() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except Exception:
+        return "unknown"
+
+
+def _training_summary(run: Path) -> str:
+    log = run / "log.jsonl"
+    if not log.exists():
+        return "not recorded"
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    steps = [r for r in rows if "loss" in r]
+    if not steps:
+        return "not recorded"
+    first, last = steps[0], steps[-1]
+    minutes = max(r.get("elapsed_s", 0) for r in rows) / 60
+    return (f"{last['step']} iterations in {minutes:.0f} min on this 2-core CPU; loss {first['loss']:.3f} -> "
+            f"{last['loss']:.3f} (x0 {last.get('rec', float('nan')):.4f}, identity accuracy on the batch "
+            f"{last.get('id_acc', float('nan')):.2f})")
+
+
+def model_card(cfg: Config, steps: int, role: str, run: Path, data: Path, n_params: int, size_mb: float) -> str:
+    m = cfg.model
+    stats = json.loads((data / "stats.json").read_text()) if (data / "stats.json").exists() else {}
+    table = (run / "table.md").read_text() if (run / "table.md").exists() else "_evaluation not run_\n"
+    out_desc = (f"ARKit-52 blendshape weights (Apple order) at {m.fps} fps" if m.kind == "blendshape"
+                else f"vertex offsets of the procedural head ({m.motion_dim // 3} vertices) at {m.fps} fps")
+    return f"""# DiffusionTalker default model — {role} ({steps} DDIM steps)
+
+## Intended use
+Speech-driven facial animation for previews, prototyping and demos: speech in, {out_desc} out. Trained on
+**synthetic** speech (espeak-ng voices), so expect it to follow the rhythm and the jaw/lip shapes of real speech
+roughly, not production lip-sync. For production quality train on BEAT (blendshapes) or VOCASET (FLAME vertices)
+with a HuBERT encoder (commands below).
+
+## Training data
+The project's own synthetic set: `python -m train.make_synthetic --out {data} --seed 0` (espeak-ng phoneme timings ->
+visemes -> ARKit curves, {stats.get('clips', '?')} clips, {stats.get('hours', 0):.2f} h, 4 takes per utterance that
+differ in blinks, brows and articulation). Licence of the data and of these weights: the project's own (Apache-2.0);
+no third-party data or weights were used.
+
+## Architecture and size
+Audio encoder `{m.encoder}` (log-mel, 80 bins, 50 fps, level-normalised; {m.encoder_layers} conv layers) ->
+band-limited transformer denoiser predicting x0 ({m.n_layers} layers, d_model {m.d_model}, {m.n_heads} heads,
+±{m.attn_window} frames) with adaLN-Zero conditioning on the timestep and one of {len(m.identity_names)} learned identity embeddings
+({', '.join(m.identity_names)}), trained with an InfoNCE loss against the audio. {n_params / 1e6:.2f} M parameters,
+{size_mb:.1f} MB on disk (float16). Cosine schedule, T = 1024; this rung samples with {steps} deterministic DDIM
+steps{' (the teacher)' if role == 'teacher' else ', distilled progressively from the 512-step teacher'}.
+
+## Training budget
+{_training_summary(run)}. Distillation: {cfg.distill.iterations_per_round} iterations per halving round.
+Reproduce everything with `bash train/build_default.sh` (commit {_git_commit()}).
+
+## Metrics (synthetic test split; `python -m train.evaluate`)
+{table}
+## Known limits
+- Synthetic voices only: real recordings are a different distribution; jaw motion follows speech energy and
+  phoneme classes, but fine lip shapes on real voices are approximate.
+- Identities are the synthetic speakers above; "auto" picks the nearest of them for any voice.
+- Train your own: `python -m train.prepare_beat --root BEAT --out data/beat --speakers 2 4 6 8`, then
+  `python -m train.train_teacher --data data/beat --preset paper --encoder-path /path/to/hubert-base --out runs/beat`,
+  `python -m train.distill --teacher runs/beat/teacher --data data/beat --out runs/beat/ladder --target 8`,
+  `python -m train.evaluate --checkpoint runs/beat/ladder --data data/beat`.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--run", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--steps", type=int, nargs="+", default=[512, 8, 4, 2, 1])
+    args = p.parse_args(argv)
+    run, out = Path(args.run), Path(args.out)
+    rungs = read_ladder(run / "ladder")
+    teacher_steps = max(rungs)
+    chosen = {}
+    for steps in args.steps:
+        if steps not in rungs:
+            print(f"error: the ladder has no {steps}-step rung ({sorted(rungs)})", file=sys.stderr)
+            return 2
+        model, cfg, meta = load_checkpoint(rungs[steps])
+        name = "teacher" if steps == teacher_steps else f"student-{steps}"
+        role = "teacher" if steps == teacher_steps else f"student-{steps}"
+        save_checkpoint(model, cfg, out / name, meta=meta | {"licence": "Apache-2.0 (project-generated data)"},
+                        half=True, card="")
+        size = (out / name / "model.safetensors").stat().st_size / 1e6
+        card = model_card(cfg, steps, role, run, Path(args.data), model.num_parameters(), size)
+        (out / name / "MODEL_CARD.md").write_text(card)
+        chosen[steps] = name
+    write_ladder(out, chosen, teacher_steps=teacher_steps)
+    (out / "MODEL_CARD.md").write_text((out / chosen[min(chosen, key=lambda s: abs(s - 8))] / "MODEL_CARD.md")
+                                       .read_text())
+    if (run / "metrics.json").exists():
+        (out / "metrics.json").write_text((run / "metrics.json").read_text())
+    print(f"exported {sorted(chosen, reverse=True)} to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
