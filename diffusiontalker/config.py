@@ -219,9 +219,10 @@ def preset(name: str, **overrides: Any) -> Config:
         )
     elif name == "cpu":
         cfg = Config(
-            model=ModelConfig(audio_dim=128, encoder_layers=3, identity_dim=64, d_model=160, n_layers=4,
+            model=ModelConfig(audio_dim=128, encoder_layers=3, identity_dim=64, d_model=128, n_layers=4,
                               n_heads=4, ff_mult=3, dropout=0.1, attn_window=45),
-            train=TrainConfig(iterations=6000, batch_size=16, lr=5e-4, warmup=300, eval_every=500, save_every=500),
+            train=TrainConfig(iterations=5000, batch_size=12, lr=6e-4, warmup=200, window_min=2.0, window_max=4.0,
+                              eval_every=500, save_every=250),
             distill=DistillConfig(start_steps=512, target_steps=1, iterations_per_round=300, batch_size=16,
                                   lr=1e-4),
         )

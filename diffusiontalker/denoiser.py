@@ -44,9 +44,9 @@ def band_structure(mask: torch.Tensor, window: int) -> tuple[torch.Tensor, torch
 class BandAttention(nn.Module):
     """Multi-head self-attention restricted to |i - j| <= window, plus a learned bias per head and offset."""
 
-    def __init__(self, dim: int, heads: int, window: int, dropout: float):
+    def __init__(self, dim: int, heads: int, window: int):
         super().__init__()
-        self.heads, self.window, self.dropout = heads, window, dropout
+        self.heads, self.window = heads, window
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
         self.rel_bias = nn.Parameter(torch.zeros(heads, 2 * window + 1))
@@ -60,8 +60,9 @@ class BandAttention(nn.Module):
         bias = self.attn_bias(rel, allowed)
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)  # (B, H, T, d)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        # no attention dropout: on CPU it materialises a (B, H, T, T) Bernoulli mask per layer for little gain;
+        # the feed-forward dropout regularises instead
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return self.out(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -72,7 +73,7 @@ class Block(nn.Module):
         super().__init__()
         d = cfg.d_model
         self.norm1 = nn.LayerNorm(d, elementwise_affine=False)
-        self.attn = BandAttention(d, cfg.n_heads, cfg.attn_window, cfg.dropout)
+        self.attn = BandAttention(d, cfg.n_heads, cfg.attn_window)
         self.norm2 = nn.LayerNorm(d, elementwise_affine=False)
         self.ff = nn.Sequential(nn.Linear(d, cfg.ff_mult * d), nn.GELU(), nn.Dropout(cfg.dropout),
                                 nn.Linear(cfg.ff_mult * d, d))

@@ -55,16 +55,16 @@ def _all_finite(row: dict, skip: tuple[str, ...] = ()) -> bool:
 
 
 def test_evaluate_blendshape_ladder_end_to_end(tmp_path):
-    ladder = make_ladder(tmp_path / "ladder")  # teacher-8, students 4/2/1
+    ladder = make_ladder(tmp_path / "ladder", steps=(4, 2, 1))  # teacher-4, students 2/1
     data = make_blendshape_clips(tmp_path / "clips")
     out, table = tmp_path / "metrics.json", tmp_path / "table.md"
-    rc = main(["--checkpoint", str(ladder), "--data", str(data), "--seeds", "2", "--teacher-ddim", "2",
+    rc = main(["--checkpoint", str(ladder), "--data", str(data), "--seeds", "2", "--teacher-ddim", "2", "4",
                "--out", str(out), "--table", str(table), "--quiet"])
     assert rc == 0
     doc = json.loads(out.read_text())
     rows = doc["rows"]
-    assert list(rows) == ["teacher-8", "student-4", "student-2", "student-1", "teacher-DDIM-2", BASELINE]
-    for name in ["teacher-8", "student-4", "student-2", "student-1", "teacher-DDIM-2"]:
+    assert list(rows) == ["teacher-4", "student-2", "student-1", "teacher-DDIM-4", "teacher-DDIM-2", BASELINE]
+    for name in ["teacher-4", "student-2", "student-1", "teacher-DDIM-4", "teacher-DDIM-2"]:
         row = rows[name]
         for key in ("lip_error", "mve", "fdd", "diversity_seeds", "diversity_identities", "identity_top1",
                     "identity_top3", "mouth_std_ratio", "jaw_r", "blink_ratio", "spread_ratio", "s_per_s_audio",
@@ -73,7 +73,10 @@ def test_evaluate_blendshape_ladder_end_to_end(tmp_path):
         assert row["lip_error"] > 0 and row["diversity_seeds"] > 0 and row["s_per_s_audio"] > 0
         assert 0 <= row["identity_top1"] <= row["identity_top3"] == 1.0  # 3 identities: top-3 always hits
         assert row["identity_clips"] == 3
-    assert rows["teacher-8"]["speedup"] == pytest.approx(1.0)
+    assert rows["teacher-4"]["speedup"] == pytest.approx(1.0)
+    # plain DDIM of the teacher at its own step count is the teacher row (same seeds, same network)
+    for key in ("lip_error", "mve", "fdd", "diversity_seeds", "jaw_r"):
+        assert rows["teacher-DDIM-4"][key] == pytest.approx(rows["teacher-4"][key], rel=1e-5, abs=1e-7)
     base = rows[BASELINE]
     assert base["lip_error"] > 0 and base["diversity_seeds"] == 0 and base["mouth_std_ratio"] == 0
     assert base["s_per_s_audio"] is None and "identity_top1" not in base
@@ -130,3 +133,17 @@ def test_evaluate_errors_are_actionable(tmp_path, capsys):
     result = evaluate(ladder, data, seeds=1, max_clips=2, steps=[2, 16], identity_diversity=False, baseline=False)
     assert result["meta"]["clips"] == 2 and result["meta"]["missing_rungs"] == [16]
     assert list(result["rows"]) == ["teacher-2"]
+
+
+def test_vertex_regions_default_to_the_procedural_head(tmp_path):
+    from diffusiontalker.render.rig import load_head
+    from train.evaluate import vertex_regions
+
+    head = load_head()
+    lips, upper = vertex_regions(head.num_vertices)
+    assert np.array_equal(lips, head.regions["lips"]) and np.array_equal(upper, head.regions["upper_face"])
+    with pytest.raises(DataError, match="--lip-idx"):
+        vertex_regions(10)
+    (tmp_path / "lips.txt").write_text("0\n99\n")
+    with pytest.raises(DataError, match="mesh has 10 vertices"):
+        vertex_regions(10, tmp_path / "lips.txt", tmp_path / "lips.txt")

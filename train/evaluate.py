@@ -331,7 +331,7 @@ def evaluate_row(generate: Generate, clips: list[EvalClip], ctx: Context, seeds:
         s, lab = np.asarray(scores).reshape(len(labels), -1), np.asarray(labels)
         result["identity_top1"] = M.identity_accuracy(s, lab, 1) if labels else float("nan")
         result["identity_top3"] = M.identity_accuracy(s, lab, 3) if labels else float("nan")
-        result["identity_clips"] = float(len(labels))
+        result["identity_clips"] = len(labels)
     result["s_per_s_audio"] = gen_seconds / seeds / audio_seconds if timed else float("nan")
     return result
 
@@ -344,7 +344,9 @@ def _git_commit() -> str | None:
                              capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
 
 
 def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str = "test", seeds: int = 4,
@@ -402,13 +404,13 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str 
         if bar is not None:
             bar.set_description(label)
         warm = clips[0].audio[: min(len(clips[0].audio), SAMPLE_RATE)]
-        gen(warm, "auto", 1, 0)  # load the rung and warm up kernels outside the timed region
-        rows[label] = {"steps": float(s), **evaluate_row(gen, clips, ctx, seeds, identities=identity_diversity,
+        gen(warm, "auto", seeds, 0)  # load the rung and warm up kernels outside the timed region
+        rows[label] = {"steps": s, **evaluate_row(gen, clips, ctx, seeds, identities=identity_diversity,
                                                           progress=tick)}
     if baseline:
         if bar is not None:
             bar.set_description("baseline")
-        rows[BASELINE] = {"steps": 0.0, **evaluate_row(constant_generator(mean.astype(np.float32)), clips, ctx,
+        rows[BASELINE] = {"steps": 0, **evaluate_row(constant_generator(mean.astype(np.float32)), clips, ctx,
                                                          seeds, timed=False, identities=False, progress=tick)}
     if bar is not None:
         bar.close()

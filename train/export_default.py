@@ -44,6 +44,7 @@ def model_card(cfg: Config, steps: int, role: str, run: Path, data: Path, n_para
     m = cfg.model
     stats = json.loads((data / "stats.json").read_text()) if (data / "stats.json").exists() else {}
     table = (run / "table.md").read_text() if (run / "table.md").exists() else "_evaluation not run_\n"
+    origin = " (the teacher)" if role == "teacher" else ", distilled progressively from the 512-step teacher"
     out_desc = (f"ARKit-52 blendshape weights (Apple order) at {m.fps} fps" if m.kind == "blendshape"
                 else f"vertex offsets of the procedural head ({m.motion_dim // 3} vertices) at {m.fps} fps")
     return f"""# DiffusionTalker default model — {role} ({steps} DDIM steps)
@@ -63,10 +64,10 @@ no third-party data or weights were used.
 ## Architecture and size
 Audio encoder `{m.encoder}` (log-mel, 80 bins, 50 fps, level-normalised; {m.encoder_layers} conv layers) ->
 band-limited transformer denoiser predicting x0 ({m.n_layers} layers, d_model {m.d_model}, {m.n_heads} heads,
-±{m.attn_window} frames) with adaLN-Zero conditioning on the timestep and one of {len(m.identity_names)} learned identity embeddings
-({', '.join(m.identity_names)}), trained with an InfoNCE loss against the audio. {n_params / 1e6:.2f} M parameters,
-{size_mb:.1f} MB on disk (float16). Cosine schedule, T = 1024; this rung samples with {steps} deterministic DDIM
-steps{' (the teacher)' if role == 'teacher' else ', distilled progressively from the 512-step teacher'}.
+±{m.attn_window} frames) with adaLN-Zero conditioning on the timestep and one of {len(m.identity_names)} learned
+identity embeddings ({', '.join(m.identity_names)}), trained with an InfoNCE loss against the audio.
+{n_params / 1e6:.2f} M parameters, {size_mb:.1f} MB on disk (float16). Cosine schedule, T = 1024; this rung
+samples with {steps} deterministic DDIM steps{origin}.
 
 ## Training budget
 {_training_summary(run)}. Distillation: {cfg.distill.iterations_per_round} iterations per halving round.

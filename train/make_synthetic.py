@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speakers", type=int, default=10, help="training speakers (named, fixed styles)")
     ap.add_argument("--clips-per-speaker", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--heldout-speakers", type=int, default=0, help="extra speakers with unseen voices -> test_heldout/")
+    ap.add_argument("--heldout-speakers", type=int, default=0,
+                    help="extra speakers with unseen voices -> test_heldout/")
     ap.add_argument("--takes", type=int, default=4, help="motion takes per utterance (K)")
     ap.add_argument("--workers", type=int, default=1, help="processes for rendering/writing (speech stays in one)")
     ap.add_argument("--emotions", nargs="+", default=list(EMOTIONS), choices=list(EMOTIONS))

@@ -218,8 +218,8 @@ class ClipDataset(torch.utils.data.Dataset):
         for r in self.roots:
             self.files.extend(sorted((r / split).glob("*.npz")))
         if not self.files:
-            raise DataError(f"no clips in split '{split}' of {[str(r) for r in self.roots]}; "
-                            f"splits present: {sorted({p.name for r in self.roots for p in r.iterdir() if p.is_dir()})}")
+            present = sorted({p.name for r in self.roots for p in r.iterdir() if p.is_dir()})
+            raise DataError(f"no clips in split '{split}' of {[str(r) for r in self.roots]}; splits present: {present}")
         # pooled normalisation over the roots (weighted by frame counts)
         stats = [_load_norm(r) for r in self.roots]
         n = np.array([c for _, _, c in stats], np.float64)
@@ -330,3 +330,24 @@ def write_meta(root: str | os.PathLike, **meta) -> Path:
     p = root / "meta.json"
     p.write_text(json.dumps(meta, indent=2))
     return p
+
+
+def align_clip(audio: np.ndarray, motion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Trim audio (N,) and motion (..., T, D) to their common duration so that num_frames(len(audio)) == T."""
+    T = min(motion.shape[-2], int(len(audio) * FPS // SAMPLE_RATE))
+    if T < 1:
+        raise DataError(f"audio ({len(audio)} samples) and motion ({motion.shape[-2]} frames) do not overlap")
+    n = int(round(T * SAMPLE_RATE / FPS))
+    audio = audio[:n]
+    if len(audio) < n:
+        audio = np.pad(audio, (0, n - len(audio)))
+    return audio, motion[..., :T, :]
+
+
+def split_counts(n: int, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> tuple[int, int, int]:
+    """Sizes of train/val/test for ``n`` items (val and test get at least one item each when n >= 3)."""
+    if n < 3:
+        return n, 0, 0
+    n_val = max(1, int(round(fractions[1] * n)))
+    n_test = max(1, int(round(fractions[2] * n)))
+    return n - n_val - n_test, n_val, n_test

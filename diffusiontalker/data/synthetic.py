@@ -13,8 +13,8 @@ expression level), so the same audio has several plausible motions (what diffusi
 
 Determinism: espeak-ng keeps state between syntheses (pitch/filter history shifts samples slightly), and the first
 synthesis in a process differs from later ones. So :class:`Espeak` makes one throwaway synthesis when it starts and
-the generator synthesises every clip in ONE process in a fixed order; only the (pure, seeded) motion part runs in
-worker processes. Same arguments + seed ⇒ same bytes.
+the generator synthesises every clip in ONE fresh (spawned) process in a fixed order; only the (pure, seeded) motion
+part runs in worker processes. Same arguments + seed ⇒ same bytes, whatever ran before in the calling process.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import ctypes.util
 import threading
 import zlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -190,7 +190,7 @@ def _pose(**values: float) -> np.ndarray:
 VISEMES: dict[str, tuple[np.ndarray, float, bool]] = {
     "REST": (_pose(), 0.8, False),
     "PBM": (_pose(jawOpen=0.02, mouthClose=0.75, mouthPress=0.5, mouthRollLower=0.15, mouthRollUpper=0.12,
-                  mouthShrugLower=0.12), 8.0, False),
+                  mouthShrugLower=0.12), 12.0, False),
     "FV": (_pose(jawOpen=0.08, mouthRollLower=0.6, mouthUpperUp=0.3, mouthClose=0.1, mouthShrugUpper=0.1), 4.0, False),
     "TH": (_pose(jawOpen=0.18, tongueOut=0.4, mouthLowerDown=0.15), 2.0, False),
     "TD": (_pose(jawOpen=0.15, mouthStretch=0.12, mouthLowerDown=0.08), 0.9, True),
@@ -387,7 +387,7 @@ def _pick(rng: np.random.Generator, seq: tuple[str, ...]) -> str:
     return seq[int(rng.integers(len(seq)))]
 
 
-def make_sentence(rng: np.random.Generator, max_words: int = 14) -> str:
+def make_sentence(rng: np.random.Generator, max_words: int = 16) -> str:
     """One English sentence from word lists and a tiny grammar (1–3 clauses, commas give pauses)."""
 
     def noun_phrase() -> str:
@@ -414,7 +414,7 @@ def make_sentence(rng: np.random.Generator, max_words: int = 14) -> str:
         return f"{noun_phrase()} was {_pick(rng, _ADJ)} {_pick(rng, _PLACES)}"
 
     for _ in range(20):
-        n = 1 + int(rng.random() < 0.55) + int(rng.random() < 0.2)
+        n = 1 + int(rng.random() < 0.65) + int(rng.random() < 0.3)
         parts = [clause() for _ in range(n)]
         joiners = [_pick(rng, (", and ", ", but ", ", so ", ". Then ", ", because ")) for _ in range(n - 1)]
         text = parts[0]
@@ -528,8 +528,10 @@ def articulate(segments: list[Segment], times: np.ndarray, speaker: Speaker, rng
     if P == 0:
         return np.zeros((len(times), NUM_CHANNELS), np.float32)
     centres = np.array([s.centre for s in segments], np.float64)
-    if jitter > 0:
-        centres = centres + np.clip(rng.normal(0, jitter / 2, P), -jitter, jitter)
+    closure = np.array([s.viseme in ("PBM", "FV") for s in segments])
+    if jitter > 0:  # closures are timed more tightly (±jitter/2): the lips must meet where the sound stops
+        limit = np.where(closure, jitter / 2, jitter)
+        centres = centres + np.clip(rng.normal(0, jitter / 2, P), -limit, limit)
     halves = np.array([s.half for s in segments], np.float64)
     width = 0.5 * halves + speaker.coarticulation * spread  # (P,)
     poses = np.stack([VISEMES[s.viseme][0] for s in segments])  # (P, 52)
@@ -537,9 +539,8 @@ def articulate(segments: list[Segment], times: np.ndarray, speaker: Speaker, rng
     weights = np.ones((P, NUM_CHANNELS), np.float64)
     lipfree = np.array([VISEMES[s.viseme][2] for s in segments])
     weights[lipfree] = 1.0 - 0.85 * _LIP_SHAPE
-    # bilabial closures dominate narrowly: their width stays near their own duration
-    closure = np.array([s.viseme in ("PBM", "FV") for s in segments])
-    width[closure] = 0.5 * halves[closure] + 0.5 * speaker.coarticulation * spread
+    # closures dominate narrowly but last at least ~60 ms (lips stay shut even when the burst is short)
+    width[closure] = 0.5 * np.maximum(halves[closure], 0.03) + 0.5 * speaker.coarticulation * spread
     # shape gain (not on closures) and stress emphasis on the jaw
     scale = np.where(_CONSTRICTION > 0, 1.0, gain * speaker.articulation)[None, :].repeat(P, 0)
     scale[:, _JAW] = gain * speaker.jaw_gain
@@ -574,7 +575,7 @@ def make_takes(segments: list[Segment], num_frames_: int, speaker: Speaker, rng:
     for k in range(takes):
         gain = float(rng.uniform(0.85, 1.15))
         spread = float(rng.uniform(0.8, 1.2))
-        lead = float(rng.uniform(-0.01, 0.02))  # the face often leads the sound slightly
+        lead = float(rng.uniform(-0.005, 0.015))  # the face often leads the sound slightly
         m = articulate(segments, t + lead, speaker, rng, gain=gain, jitter=0.02, spread=spread)
         expression = float(rng.uniform(0.7, 1.3))
         bias = _pose(mouthSmile=speaker.smile, cheekSquint=0.4 * speaker.smile) + _EMOTION_FACE[emotion]
@@ -637,7 +638,6 @@ class ClipSpec:
     trail: float  # s of silence after it
     seed: int
     takes: int = 4
-    speech: Speech | None = field(default=None, repr=False)
 
     @property
     def stem(self) -> str:
@@ -809,10 +809,11 @@ def generate_dataset(out: str, speakers: int = 10, clips_per_speaker: int = 200,
     specs = plan_clips(main, clips_per_speaker, seed, held, takes=takes, emotions=emotions)
     for split in sorted({s.split for s in specs}):
         (root / split).mkdir(exist_ok=True)
-    engine = Espeak.get()
     results: list[dict] = []
     phone_counts: Counter = Counter()
     bar = tqdm(total=len(specs), desc="synthetic clips", unit="clip", disable=not progress)
+    # speech: one fresh process, fixed order (espeak's state carries over between syntheses)
+    synth_pool = mp.get_context("spawn").Pool(1)
     pool = None
     if workers > 1:
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context("spawn")
@@ -820,9 +821,9 @@ def generate_dataset(out: str, speakers: int = 10, clips_per_speaker: int = 200,
     try:
         chunk = 32
         for c0 in range(0, len(specs), chunk):
+            batch = specs[c0:c0 + chunk]
             jobs = []
-            for spec in specs[c0:c0 + chunk]:
-                speech = speak(spec, engine)
+            for spec, speech in zip(batch, synth_pool.map(speak, batch, chunksize=len(batch))):
                 if not speech.phones or len(speech.audio) == 0:
                     raise DataError(f"espeak-ng produced no speech for {spec.text!r} ({spec.speaker.voice})")
                 jobs.append((_fit_duration(spec, speech), speech, str(root)))
@@ -833,6 +834,8 @@ def generate_dataset(out: str, speakers: int = 10, clips_per_speaker: int = 200,
                 bar.update(1)
     finally:
         bar.close()
+        synth_pool.terminate()
+        synth_pool.join()
         if pool:
             pool.close()
             pool.join()

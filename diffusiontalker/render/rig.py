@@ -600,7 +600,6 @@ def _shape_deltas(g: _Grid, V: np.ndarray, part: np.ndarray, is_skin: np.ndarray
     face = (is_skin | is_brow) & (Z > 0)
     facef = face.astype(float)
     ax_ = np.abs(X)
-    left = X > 0  # subject's left
     jaw_w = _jaw_weight(V, part, mouth_side)
     lip_window = np.clip(1.0 - (X / (MOUTH_HALF_W * 1.05)) ** 2, 0.0, 1.0)
     near_mouth = _gauss(X, Y, 0.0, MOUTH_Y, 30.0, 14.0) * facef
@@ -703,15 +702,15 @@ def _shape_deltas(g: _Grid, V: np.ndarray, part: np.ndarray, is_skin: np.ndarray
         D[f"mouthDimple{side}"] += corner[:, None] * np.array([sign * 4.0, 0.0, -5.0])
         D[f"mouthStretch{side}"] += corner[:, None] * np.array([sign * 7.0, -4.0, -2.0])
         D[f"mouthStretch{side}"] += (lower_lip * sm * 0.6)[:, None] * np.array([sign * 3.0, -2.0, 0.0])
-        D[f"mouthPress{side}"][:, 1] += (-0.5 * (Y - MOUTH_Y)) * (upper_lip + lower_lip) * sm
-        D[f"mouthPress{side}"] += (lips_all * sm)[:, None] * np.array([sign * 2.0, 0.0, -2.5])
+        D[f"mouthPress{side}"][:, 1] += (-0.6 * (Y - MOUTH_Y)) * (upper_lip + lower_lip) * sm
+        D[f"mouthPress{side}"] += (lips_all * sm)[:, None] * np.array([sign * 3.0, 0.0, -4.0])
         D[f"mouthLowerDown{side}"] += (lower_lip * sm)[:, None] * np.array([0.0, -7.0, 0.5])
         D[f"mouthUpperUp{side}"] += (upper_lip * sm)[:, None] * np.array([0.0, 6.0, 1.0])
     D["mouthRollLower"] += lower_lip[:, None] * np.array([0.0, 3.0, -6.0])
     D["mouthRollUpper"] += upper_lip[:, None] * np.array([0.0, -3.0, -6.0])
     chin = _gauss(X, Y, 0.0, -78.0, 18.0, 14.0) * facef
     D["mouthShrugLower"] += (lower_lip + chin)[:, None] * np.array([0.0, 4.0, 3.0])
-    D["mouthShrugUpper"] += upper_lip[:, None] * np.array([0.0, 3.0, 2.5])
+    D["mouthShrugUpper"] += upper_lip[:, None] * np.array([0.0, 5.0, 4.0])
     cheeks = (_gauss(ax_, Y, 40.0, -40.0, 16.0, 16.0) * facef)
     nrm_xz = np.stack([np.sign(X) * 0.9, np.zeros(n), np.full(n, 0.45)], -1)
     D["cheekPuff"] += cheeks[:, None] * nrm_xz * 9.0
@@ -766,7 +765,7 @@ def contact_sheet(out: str | os.PathLike, size: int = 192, cols: int = 8) -> Pat
     sheet = Image.new("RGB", (cols * size, rows * (size + label_h)), (245, 245, 245))
     draw = ImageDraw.Draw(sheet)
     font = label_font(max(10, size // 14))
-    r = Renderer(rig.faces, rig.colors, size=size, bounds_vertices=bounds)
+    r = Renderer(rig.faces, rig.colors, size=size, bounds_vertices=bounds, samples=4)
     try:
         for i, name in enumerate(names):
             img = r.render(verts[i])

@@ -195,7 +195,7 @@
     "  if (!gl_FrontFacing) n = -n;",
     "  vec3 key = normalize(vec3(-0.45, 0.55, 0.75)), fill = normalize(vec3(0.6, 0.1, 0.6));",
     "  vec3 h = normalize(key + vec3(0.0, 0.0, 1.0));",
-    "  float d = max(dot(n, key), 0.0) * 0.75 + max(dot(n, fill), 0.0) * 0.3 + 0.22;",
+    "  float d = max(dot(n, key), 0.0) * 0.75 + max(dot(n, fill), 0.0) * 0.3 + 0.26;",
     "  float rim = pow(1.0 - max(n.z, 0.0), 3.0) * 0.15;",
     "  float spec = pow(max(dot(n, h), 0.0), 40.0) * 0.12;",
     "  vec3 c = v_col * d + vec3(spec + rim);",
@@ -285,8 +285,26 @@
     this.duration = this.tiles.reduce(function (d, t) { return Math.max(d, t.T / t.fps); }, 0);
   };
 
+  var SOFTWARE = null;
+  /** True when WebGL runs on a CPU rasteriser (SwiftShader, llvmpipe): we then skip MSAA, the costliest part. */
+  function softwareGL() {
+    if (SOFTWARE !== null) return SOFTWARE;
+    SOFTWARE = false;
+    try {
+      var probe = document.createElement("canvas").getContext("webgl2");
+      var info = probe && probe.getExtension("WEBGL_debug_renderer_info");
+      var name = info ? String(probe.getParameter(info.UNMASKED_RENDERER_WEBGL)) : "";
+      SOFTWARE = /swiftshader|llvmpipe|softpipe|software/i.test(name);
+      var lose = probe && probe.getExtension("WEBGL_lose_context");
+      if (lose) lose.loseContext();
+    } catch (e) { /* keep the default */ }
+    return SOFTWARE;
+  }
+
   Player.prototype._initGL = function () {
-    var gl = this.canvas.getContext("webgl2", { antialias: true, alpha: false, premultipliedAlpha: false });
+    this.antialias = this.el.getAttribute("data-dt-antialias") !== null
+      ? this.el.getAttribute("data-dt-antialias") === "1" : !softwareGL();
+    var gl = this.canvas.getContext("webgl2", { antialias: this.antialias, alpha: false, premultipliedAlpha: false });
     if (!gl) throw new Error("WebGL2 is not available in this browser; use the video download instead");
     this.gl = gl;
     this.prog = compile(gl, VS, FS);
@@ -434,7 +452,7 @@
 
   Player.prototype._camera = function (view, aspect) {
     var fov = (24 * Math.PI) / 180;
-    var dist = ((view.extent * 0.56) / Math.tan(fov / 2) + view.depth / 2) * this.zoom;
+    var dist = ((view.extent * 0.62) / Math.tan(fov / 2) + view.depth / 2) * this.zoom;
     var tg = view.target, cp = Math.cos(this.pitch);
     var eye = [tg[0] + dist * Math.sin(this.yaw) * cp, tg[1] + dist * Math.sin(this.pitch),
       tg[2] + dist * Math.cos(this.yaw) * cp];
@@ -484,6 +502,13 @@
       gl.uniform1i(u.u_rows, this.head.tex.R);
     }
     gl.enable(gl.SCISSOR_TEST);
+    var cells = this.cols * this.rows;
+    for (var e = this.tiles.length; e < cells; e++) { // empty grid cells
+      var er = this._tileRect(e);
+      gl.scissor(er.x, er.y, er.w, er.h);
+      gl.clearColor(0.955, 0.955, 0.965, 1);
+      gl.clear(gl.COLOR_BUFFER_BIT);
+    }
     this.tiles.forEach(function (tile, i) {
       var r = self._tileRect(i), f = self.frames[i] || 0;
       gl.viewport(r.x, r.y, r.w, r.h);
@@ -506,10 +531,12 @@
         gl.uniform1fv(u.u_w, self._w);
         gl.uniform1f(u.u_point, 1);
         gl.uniform1f(u.u_unlit, 0);
+        gl.enable(gl.CULL_FACE); // closed, outward-wound head: hides the inside-out mouth cavity from outside
         gl.bindVertexArray(self.headGL.vao);
         gl.drawElements(gl.TRIANGLES, self.headGL.count, self.headGL.type, 0);
       } else {
         self._updateVertexTile(tile, f);
+        gl.disable(gl.CULL_FACE); // winding of arbitrary templates is unknown: draw both sides
         gl.uniform1i(u.u_n, 0);
         gl.uniform1f(u.u_point, 2);
         gl.uniform1f(u.u_unlit, tile.mesh.indices ? 0 : 1);
@@ -576,9 +603,9 @@
     ".dt-stage{position:relative;line-height:0}",
     ".dt-canvas{display:block;max-width:100%;height:auto;touch-action:none;cursor:grab;border-radius:6px}",
     ".dt-canvas:active{cursor:grabbing}",
-    ".dt-label{position:absolute;margin:6px 8px;padding:2px 6px;border-radius:4px;line-height:1.3;",
+    ".dt-player .dt-label{position:absolute;margin:6px 8px;padding:2px 6px;border-radius:4px;line-height:1.3;",
     "background:rgba(255,255,255,.78);color:#222;font-size:12px;pointer-events:none}",
-    ".dt-reset{position:absolute;right:6px;top:6px;width:26px;height:26px;border:0;border-radius:13px;",
+    ".dt-player .dt-reset{position:absolute;right:6px;top:6px;width:26px;height:26px;border:0;border-radius:13px;",
     "background:rgba(255,255,255,.8);color:#222;cursor:pointer;font-size:15px;line-height:26px;padding:0}",
     ".dt-status{display:none;position:absolute;left:0;right:0;top:40%;text-align:center;line-height:1.4;",
     "color:#a00;padding:8px}",

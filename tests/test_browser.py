@@ -1,0 +1,97 @@
+"""A real browser (Debian Chromium driven by the ``playwright`` package) uploads a wav, clicks Generate and gets a
+playing video. Never runs ``playwright install``: it uses the system Chromium.
+
+Env knobs (for measuring by hand, not needed in CI):
+    DIFFUSIONTALKER_SCREENSHOT=docs/app_screenshot.png   also save the screenshot there (and tick "compare")
+    DIFFUSIONTALKER_BROWSER_SECONDS=10                   length of the uploaded clip (default 1 s)
+    DIFFUSIONTALKER_BROWSER_CHECKPOINT=checkpoints/x     serve this checkpoint instead of the tiny test ladder
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from conftest import speechlike
+
+import app
+from diffusiontalker.audio import save_wav
+from diffusiontalker.pipeline import Pipeline
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def _require_chromium():
+    """Skip (with a printed reason) when Chromium or playwright is missing, except under CI where that fails."""
+    problem = None
+    if not CHROMIUM.exists():
+        problem = f"{CHROMIUM} is absent (sudo apt-get install chromium)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            problem = "the playwright package is not installed (pip install -r requirements-dev.txt)"
+    if problem is None:
+        return
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"browser test cannot run under CI: {problem}")
+    print(f"skipping the browser test: {problem}")
+    pytest.skip(problem)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.browser
+def test_browser_upload_generate_shows_video(tiny_ladder, tmp_path):
+    _require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    seconds = float(os.environ.get("DIFFUSIONTALKER_BROWSER_SECONDS", 1.0))
+    screenshot_copy = os.environ.get("DIFFUSIONTALKER_SCREENSHOT")
+    checkpoint = os.environ.get("DIFFUSIONTALKER_BROWSER_CHECKPOINT") or tiny_ladder
+    wav = save_wav(tmp_path / "hello.wav", speechlike(seconds, seed=7))
+
+    demo = app.build_demo(Pipeline.from_pretrained(checkpoint), output_root=tmp_path / "out")
+    demo.queue(default_concurrency_limit=2, max_size=16)
+    opts = app.launch_options("127.0.0.1", _free_port())
+    demo.launch(prevent_thread_lock=True, quiet=True, **opts)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1366, "height": 900})
+                page.goto(f"http://127.0.0.1:{opts['server_port']}/", wait_until="domcontentloaded")
+                page.wait_for_selector("#generate", timeout=30_000)
+                page.set_input_files("#audio-input input[type=file]", str(wav))
+                page.wait_for_selector("#audio-input audio, #audio-input wave, #audio-input .waveform-container",
+                                       state="attached", timeout=30_000)  # the upload reached the component
+                if screenshot_copy:
+                    page.get_by_label("Compare with teacher").check()
+                tic = time.perf_counter()
+                page.click("#generate")
+                page.wait_for_selector("#main-video video[src]", state="attached", timeout=300_000)
+                click_to_video = time.perf_counter() - tic
+                print(f"click-to-video: {click_to_video:.1f} s for a {seconds:g} s clip "
+                      f"({Pipeline.from_pretrained(checkpoint).default_steps} steps)")
+                src = page.get_attribute("#main-video video", "src")
+                assert src and (".mp4" in src or src.startswith("blob:"))
+                page.wait_for_timeout(1500)  # let the plot and the other outputs paint
+                shot = tmp_path / "app_screenshot.png"
+                page.screenshot(path=str(shot), full_page=True)
+                assert shot.stat().st_size > 10_000
+                if screenshot_copy:
+                    Path(screenshot_copy).parent.mkdir(parents=True, exist_ok=True)
+                    Path(screenshot_copy).write_bytes(shot.read_bytes())
+            finally:
+                browser.close()
+    finally:
+        demo.close()
