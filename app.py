@@ -16,6 +16,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import argparse  # noqa: E402
+import logging  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
@@ -32,6 +33,7 @@ from diffusiontalker.animation import Animation  # noqa: E402
 from diffusiontalker.errors import DiffusionTalkerError  # noqa: E402
 from diffusiontalker.pipeline import Pipeline  # noqa: E402
 
+logger = logging.getLogger("diffusiontalker.app")
 ROOT = Path(__file__).resolve().parent
 EXAMPLES_DIR = ROOT / "assets" / "examples"
 DEFAULT_CHECKPOINT = "checkpoints/default"
@@ -102,16 +104,16 @@ def channel_plot(anim: Animation):
                 ax.plot(t, anim.channel(name), label=name, linewidth=1.4)
         ax.set_ylabel("weight")
         ax.set_ylim(-0.02, 1.02)
-        ax.legend(loc="upper right", fontsize=8, ncol=len(PLOT_CHANNELS))
     else:
         base = anim.template if anim.template is not None else anim.values[0]
         motion = np.linalg.norm(anim.values - base[None], axis=-1)  # (T, V)
         ax.plot(t, motion.mean(axis=1), label="mean vertex offset", linewidth=1.4)
         ax.plot(t, motion.max(axis=1), label="max vertex offset", linewidth=1.0, alpha=0.7)
         ax.set_ylabel("offset (mesh units)")
-        ax.legend(loc="upper right", fontsize=8)
     ax.set_xlabel("time (s)")
     ax.grid(alpha=0.3)
+    fig.suptitle(" ", fontsize=8)  # head room for gradio's label, which sits over the top-left corner
+    fig.legend(loc="outside lower center", ncol=5, fontsize=8, frameon=False)  # below: gradio's label sits on top
     return fig
 
 
@@ -119,18 +121,34 @@ def timings_markdown(anim: Animation, render_s: float, wall_s: float, extra: lis
     """Per-stage seconds and the real-time factor (wall time / audio duration; below 1 is faster than real time)."""
     t = anim.timings
     rtf = wall_s / max(anim.duration, 1e-6)
+
+    def sec(x: float) -> str:
+        return f"{x * 1000:.0f} ms" if x < 1 else f"{x:.2f} s"
+
     lines = [
         f"**{anim.duration:.1f} s of audio → {anim.num_frames} frames at {anim.fps:g} fps** · "
         f"model `{anim.model}` · identity `{anim.identity}`",
         "",
         "| decode | encode | identity | sample | render | total | real-time factor |",
         "|---|---|---|---|---|---|---|",
-        f"| {t.get('load', 0):.2f} s | {t.get('encode', 0):.2f} s | {t.get('match', 0):.2f} s | "
-        f"{t.get('sample', 0):.2f} s | {render_s:.2f} s | {wall_s:.2f} s | {rtf:.2f}× |",
+        f"| {sec(t.get('load', 0))} | {sec(t.get('encode', 0))} | {sec(t.get('match', 0))} | "
+        f"{sec(t.get('sample', 0))} | {sec(render_s)} | {sec(wall_s)} | {rtf:.2f} |",
     ]
+    lines += ["", f"Real-time factor = total ÷ audio length ({'faster' if rtf < 1 else 'slower'} than real time)."]
     if extra:
         lines += ["", *extra]
     return "\n".join(lines)
+
+
+def _remove_stale(folder: Path, max_age: float = STALE_SECONDS) -> None:
+    """Delete sub-folders of ``folder`` not modified for ``max_age`` seconds (old request outputs)."""
+    now = time.time()
+    for old in folder.iterdir():
+        try:
+            if old.is_dir() and now - old.stat().st_mtime > max_age:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
 
 
 class Talker:
@@ -147,6 +165,7 @@ class Talker:
         self.default_kind = pipeline.kind
         root = Path(output_root) if output_root else Path(tempfile.gettempdir()) / "diffusiontalker-app"
         root.mkdir(parents=True, exist_ok=True)
+        _remove_stale(root)  # folders left by earlier runs of the app
         self.output_root = Path(tempfile.mkdtemp(prefix="run-", dir=root))  # per app instance
         self.max_seconds = max_seconds
         self.main_size = main_size
@@ -157,13 +176,8 @@ class Talker:
         return self.pipelines.get(kind or self.default_kind, self.pipelines[self.default_kind])
 
     def _request_dir(self) -> Path:
-        now = time.time()
-        for old in self.output_root.iterdir():
-            try:
-                if old.is_dir() and now - old.stat().st_mtime > STALE_SECONDS:
-                    shutil.rmtree(old, ignore_errors=True)
-            except OSError:
-                pass
+        """A fresh folder per request, so concurrent requests never mix files."""
+        _remove_stale(self.output_root)
         return Path(tempfile.mkdtemp(prefix="req-", dir=self.output_root))
 
     def _render(self, fn, *args, **kwargs) -> tuple[Path, float]:
@@ -175,9 +189,11 @@ class Talker:
     # --- the one event --------------------------------------------------------------------------------------
     def generate(self, audio: str | None, kind: str | None, steps: int | str | None, identity: str | None,
                  mix_a: str | None, mix_b: str | None, mix_weight: float, num_samples: int | float, seed: int | float,
-                 compare: bool, progress: gr.Progress | None = None) -> tuple:
-        """Run one request; returns the values of the output components (see ``build_demo``)."""
-        progress = progress if progress is not None else gr.Progress()
+                 compare: bool, progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008 - gradio's idiom
+        """Run one request; returns the values of the output components (see ``build_demo``).
+
+        ``progress`` must default to a ``gr.Progress()`` instance: that default is how gradio knows to track it.
+        """
         if not audio:
             raise gr.Error("Upload or record some speech first (wav, flac, ogg, mp3 or m4a).")
         try:
@@ -197,27 +213,32 @@ class Talker:
         steps = int(steps) if steps not in (None, "") else pipe.default_steps
         num_samples = int(np.clip(num_samples, 1, 4))
         spec = identity_spec(identity, mix_a, mix_b, mix_weight, pipe)
+        do_compare = compare and len(pipe.available_steps) > 1 and steps != pipe.teacher_steps
         out = self._request_dir()
         stem = f"{_safe_stem(audio)}_{steps}steps_seed{seed}"
-        do_compare = compare and len(pipe.available_steps) > 1 and steps != pipe.teacher_steps
-        # progress budget: sampling 0-0.2, teacher 0.2-0.35, main render, then grids
-        n_render = 2 + (1 if do_compare else 0) + (1 if num_samples > 1 else 0)
-        r0 = 0.35 if do_compare else 0.2
+        progress(0.0, desc="loading model")
+        pipe.model(steps)  # load (once) before timing anything, so timings measure generation only
+        if do_compare:
+            pipe.model(pipe.teacher_steps)
+
+        # progress: sampling takes [0, r0), then the videos share [r0, 0.97) equally
+        r0 = 0.3 if do_compare else 0.2
+        n_videos = 1 + int(do_compare) + int(num_samples > 1)
 
         def sampling(lo: float, hi: float, what: str):
             return lambda f, d: progress(lo + (hi - lo) * f, desc=f"{what}: {d}")
 
+        def rendering(k: int, desc: str) -> None:
+            progress(r0 + (0.97 - r0) * k / n_videos, desc=desc)
+
+        tic = time.perf_counter()
         anims = pipe(audio, steps=steps, identity=spec, num_samples=num_samples, seed=seed,
                      progress=sampling(0.0, 0.2, f"{steps}-step model"), max_seconds=self.max_seconds)
         main = anims[0]
-        gen_s = time.perf_counter() - wall
-        extra: list[str] = []
+        student, student_s = main, time.perf_counter() - tic
 
-        compare_video = None
-        compare_md = ""
+        teacher = None
         if do_compare:
-            student = main
-            student_s = gen_s
             if num_samples > 1:  # time the student on one sample, as the teacher is
                 tic = time.perf_counter()
                 [student] = pipe(audio, steps=steps, identity=spec, num_samples=1, seed=seed,
@@ -225,17 +246,26 @@ class Talker:
                 student_s = time.perf_counter() - tic
             tic = time.perf_counter()
             [teacher] = pipe(audio, steps=pipe.teacher_steps, identity=spec, num_samples=1, seed=seed,
-                             progress=sampling(0.2, 0.35, f"teacher ({pipe.teacher_steps} steps)"),
+                             progress=sampling(0.2, r0, f"teacher ({pipe.teacher_steps} steps)"),
                              max_seconds=self.max_seconds)
             teacher_s = time.perf_counter() - tic
-            progress(r0 + (1 - r0) * 1 / n_render, desc="rendering teacher vs student")
+
+        rendering(0, f"rendering the video ({self.main_size} px)")
+        video, render_s = self._render(render_animation, main, out / f"{stem}.mp4", size=self.main_size)
+        extra: list[str] = []
+
+        compare_video = None
+        compare_md = ""
+        if teacher is not None:
+            rendering(1, "rendering teacher vs student")
             labels = [f"teacher · {pipe.teacher_steps} steps · {teacher_s:.2f} s",
                       f"student · {steps} steps · {student_s:.2f} s"]
             compare_video, _ = self._render(render_grid, [teacher, student], out / f"{stem}_teacher_vs_student.mp4",
                                             labels=labels, size=self.tile_size, cols=2, audio=main.audio)
             speedup = teacher_s / max(student_s, 1e-9)
             sample_speedup = teacher.timings.get("sample", 0.0) / max(student.timings.get("sample", 0.0), 1e-9)
-            compare_md = (f"**Speed-up: {speedup:.1f}×** end to end ({teacher_s:.2f} s → {student_s:.2f} s); "
+            compare_md = ("#### Teacher vs student\n"
+                          f"**Speed-up: {speedup:.1f}×** end to end ({teacher_s:.2f} s → {student_s:.2f} s); "
                           f"{sample_speedup:.1f}× in the denoising loop "
                           f"({pipe.teacher_steps} → {steps} steps, same seed and identity).")
         elif compare:
@@ -243,12 +273,9 @@ class Talker:
                           if len(pipe.available_steps) == 1 else
                           f"You chose the teacher ({steps} steps); choose a student's steps to compare with it.")
 
-        progress(r0, desc=f"rendering video ({self.main_size} px)")
-        video, render_s = self._render(render_animation, main, out / f"{stem}.mp4", size=self.main_size)
-
         diversity_video = None
         if num_samples > 1:
-            progress(r0 + (1 - r0) * (n_render - 1) / n_render, desc=f"rendering {num_samples} diversity samples")
+            rendering(n_videos - 1, f"rendering {num_samples} diversity samples")
             diversity_video, div_s = self._render(
                 render_grid, anims, out / f"{stem}_diversity.mp4", labels=[f"seed {a.seed}" for a in anims],
                 size=self.tile_size, cols=2 if num_samples == 4 else None, audio=main.audio)
@@ -265,9 +292,9 @@ class Talker:
                 extra.append(f"{suffix[1:]} export unavailable: {e}")
                 continue
             files.append(str(path))
-            sidecar = path.with_suffix(".json")
-            if suffix == ".npy" and sidecar.exists():
-                files.append(str(sidecar))
+            if suffix == ".npy":  # names/metadata json, and the template/faces of vertex animations
+                files += [str(path.with_suffix(s)) for s in (".json", ".template.npy", ".faces.npy")
+                          if path.with_suffix(s).exists()]
 
         wall_s = time.perf_counter() - wall
         timings = timings_markdown(main, render_s, wall_s, extra)
@@ -275,7 +302,7 @@ class Talker:
         progress(1.0, desc="done")
         return (
             str(video),
-            preview_html(main),
+            preview_html(anims),
             gr.update(value=str(compare_video) if compare_video else None, visible=compare_video is not None),
             gr.update(value=compare_md, visible=bool(compare_md)),
             gr.update(value=str(diversity_video) if diversity_video else None, visible=diversity_video is not None),
@@ -286,19 +313,33 @@ class Talker:
         )
 
 
-def preview_html(anim: Animation) -> str:
-    """Hook for the WebGL live preview: HTML for the ``#preview`` element, or "" while no player is installed."""
+def preview_html(anims: list[Animation]) -> str:
+    """Hook for the WebGL live preview (``diffusiontalker.render.preview``): HTML for the ``#preview`` element.
+
+    Returns "" while no player is installed or when it fails: the preview is a bonus, the mp4 is the result.
+    """
     try:
         from diffusiontalker.render import preview
     except ImportError:
         return ""
-    fn = getattr(preview, "preview_html", None)
-    if fn is None:
-        return ""
+    labels = [f"seed {a.seed}" for a in anims] if len(anims) > 1 else [f"{anims[0].model} · seed {anims[0].seed}"]
     try:
-        return str(fn(anim))
-    except DiffusionTalkerError:
+        return str(preview.preview_html(anims, labels=labels, embed_player=False, embed_head=False))
+    except Exception as e:  # noqa: BLE001 - never lose a finished generation to the preview
+        logger.warning("live preview unavailable: %s: %s", type(e).__name__, e)
         return ""
+
+
+def preview_component() -> gr.HTML:
+    """The ``#preview`` element; the WebGL player and head mesh load once through its ``head=`` when present."""
+    head = js = None
+    try:
+        from diffusiontalker.render import preview
+
+        head, js = preview.player_head(), preview.JS_ON_LOAD
+    except Exception as e:  # noqa: BLE001 - no player: an empty placeholder
+        logger.info("no live preview player: %s", e)
+    return gr.HTML("", label="Live preview", elem_id="preview", head=head, js_on_load=js)
 
 
 # --- layout --------------------------------------------------------------------------------------------------------
@@ -332,7 +373,7 @@ def build_demo(pipeline: Pipeline, vertex_pipeline: Pipeline | None = None,
                                  label="Model", visible=len(talker.pipelines) > 1)
                 with gr.Row():
                     steps = gr.Dropdown(steps_choices(pipe), value=pipe.default_steps, label="Denoising steps",
-                                        info="the distillation ladder: fewer steps, faster")
+                                        elem_id="steps", info="the distillation ladder: fewer steps, faster")
                     seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
                 identity = gr.Dropdown(identity_choices(pipe), value=AUTO, label="Identity (speaking style)")
                 with gr.Row(visible=False) as mix_row:
@@ -342,7 +383,7 @@ def build_demo(pipeline: Pipeline, vertex_pipeline: Pipeline | None = None,
                     mix_weight = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Weight of second",
                                            min_width=120)
                 with gr.Row():
-                    num_samples = gr.Slider(1, 4, value=1, step=1, label="Diversity samples")
+                    num_samples = gr.Slider(1, 4, value=1, step=1, label="Diversity samples", elem_id="samples")
                     compare = gr.Checkbox(value=False, label="Compare with teacher", interactive=multi,
                                           info=f"run the {pipe.teacher_steps}-step teacher too" if multi
                                           else "this checkpoint has a single model")
@@ -352,19 +393,21 @@ def build_demo(pipeline: Pipeline, vertex_pipeline: Pipeline | None = None,
                     gr.Examples(examples=[[p] for p in examples], inputs=[audio], label="Example clips",
                                 example_labels=[Path(p).stem for p in examples])
             with gr.Column(scale=3, min_width=360):
-                video = gr.Video(label="Animation", elem_id="main-video", autoplay=False, interactive=False)
-                preview = gr.HTML("", elem_id="preview")  # WebGL live preview (diffusiontalker.render.preview)
-                compare_video = gr.Video(label="Teacher vs student", visible=False, interactive=False,
-                                         elem_id="compare-video")
-                compare_md = gr.Markdown(visible=False)
-                diversity_video = gr.Video(label="Diversity samples", visible=False, interactive=False,
-                                           elem_id="diversity-video")
+                with gr.Row(equal_height=False):
+                    video = gr.Video(label="Animation", elem_id="main-video", interactive=False, min_width=280)
+                    preview = preview_component()  # WebGL live preview (diffusiontalker.render.preview)
+                # grid tiles carry their own labels (steps, time, seed): gradio's floating label would cover them
+                compare_md = gr.Markdown(visible=False, label="Speed-up")
+                compare_video = gr.Video(label="Teacher vs student", show_label=False, visible=False,
+                                         interactive=False, elem_id="compare-video")
+                diversity_video = gr.Video(label="Diversity samples", show_label=False, visible=False,
+                                           interactive=False, elem_id="diversity-video")
                 with gr.Row():
                     scores = gr.Label(label="Identity match (from the audio)", num_top_classes=5)
                     downloads = gr.File(label="Downloads: mp4 · npy + json · Live Link CSV · GLB",
                                         file_count="multiple", interactive=False)
                 plot = gr.Plot(label="Key channels over time")
-                timings = gr.Markdown()
+                timings = gr.Markdown(label="Timings", elem_id="timings")
 
         def on_model(kind: str):
             p = talker.pipeline(kind)
@@ -384,7 +427,7 @@ def build_demo(pipeline: Pipeline, vertex_pipeline: Pipeline | None = None,
                   inputs=[audio, model, steps, identity, mix_a, mix_b, mix_weight, num_samples, seed, compare],
                   outputs=[video, preview, compare_video, compare_md, diversity_video, scores, plot, timings,
                            downloads],
-                  api_name="generate")
+                  api_name="generate", show_progress_on=[video])
     demo.talker = talker
     return demo
 

@@ -7,6 +7,7 @@ A *ladder* directory holds several rungs (``teacher/``, ``student-8/``, ...) and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -37,6 +38,10 @@ def save_checkpoint(model: TalkerModel, cfg: Config, directory: str | os.PathLik
     """Write ``model`` and ``cfg`` to ``directory`` (created). ``half`` stores floating tensors as float16."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    if cfg.model.encoder != "mel" and not cfg.model.encoder_config:
+        # store the backbone's own config, so the checkpoint rebuilds offline (its weights are in our safetensors)
+        backbone = model.encoder.backbone.config.to_dict()
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, encoder_config=backbone))
     state = {}
     for k, v in model.state_dict().items():
         v = v.detach().cpu().contiguous()
@@ -147,7 +152,7 @@ def read_ladder(directory: str | os.PathLike) -> dict[int, Path]:
         try:
             doc = json.loads(manifest.read_text(encoding="utf-8"))
             rungs = {int(k): directory / v for k, v in doc["rungs"].items()}
-        except (json.JSONDecodeError, KeyError, ValueError, TypeError) as e:
+        except (json.JSONDecodeError, KeyError, ValueError, TypeError, AttributeError) as e:
             raise CheckpointError(f"{manifest} is malformed ({e}); expected {{\"rungs\": {{\"8\": \"student-8\"}}}}"
                                   ) from None
         for steps, path in rungs.items():

@@ -71,7 +71,7 @@ def conditioning(model: TalkerModel, batch: dict, cfg: DiffusionConfig, generato
     id_loss, id_acc = model.identity.contrastive_loss(feats, mask, speaker)
     index = speaker.clone()
     if train and cfg.identity_dropout > 0:
-        drop = torch.rand(speaker.shape, generator=generator, device=speaker.device) < cfg.identity_dropout
+        drop = (torch.rand(speaker.shape, generator=generator) < cfg.identity_dropout).to(speaker.device)
         index = torch.where(drop, torch.full_like(index, -1), index)
     return {"feats": feats, "mask": mask, "index": index, "identity": model.identity.embed(index), "id_loss": id_loss,
             "id_acc": id_acc}
@@ -87,8 +87,9 @@ def training_loss(model: TalkerModel, schedule: NoiseSchedule, batch: dict, cfg:
     mask = cond["mask"] & batch["mask"]
     x0 = model.normalise(batch["motion"]) * mask[..., None]  # (B, T, D)
     B = x0.shape[0]
-    t = torch.randint(0, schedule.num_train_timesteps, (B,), generator=generator, device=x0.device)
-    noise = torch.randn(x0.shape, generator=generator, device=x0.device)
+    # random draws come from a CPU generator (reproducible everywhere) and are then moved to the model's device
+    t = torch.randint(0, schedule.num_train_timesteps, (B,), generator=generator).to(x0.device)
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
     z_t = q_sample(schedule, x0, t, noise)
     x0_pred = model.denoiser(z_t, t, cond["feats"], cond["identity"], mask)
     rec = masked_mse(x0_pred, x0, mask)
@@ -120,9 +121,9 @@ def sample(model: TalkerModel, schedule: NoiseSchedule, feats: torch.Tensor, mas
     B = noise.shape[0]
     z = noise * mask[..., None]
     grid = schedule.grid(steps)
-    known_noise = torch.randn(noise.shape, generator=generator) if known is not None else None
+    known_noise = torch.randn(noise.shape, generator=generator).to(z.device) if known is not None else None
     for i, t_int in enumerate(grid):
-        t = torch.full((B,), t_int, dtype=torch.long)
+        t = torch.full((B,), t_int, dtype=torch.long, device=z.device)
         t_next = schedule.next_t(t, steps)
         if reencode is not None:
             feats = reencode()
@@ -132,7 +133,7 @@ def sample(model: TalkerModel, schedule: NoiseSchedule, feats: torch.Tensor, mas
         elif t_int == grid[-1]:
             z = x0_pred
         else:
-            z = ddpm_step(schedule, z, x0_pred, t, t_next, torch.randn(z.shape, generator=generator))
+            z = ddpm_step(schedule, z, x0_pred, t, t_next, torch.randn(z.shape, generator=generator).to(z.device))
         if known is not None and t_int != grid[-1]:
             # hold the known frames at the new noise level; the final prediction is left free so the caller can
             # cross-fade it with the known motion

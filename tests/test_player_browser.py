@@ -111,6 +111,25 @@ def test_head_is_drawn_and_the_mouth_follows_the_audio_time(browser, tmp_path):
     assert brow_change < 1.0, f"the brows changed ({brow_change:.1f}) but only jawOpen moved"
 
 
+def test_gpu_and_cpu_morph_blending_draw_the_same_face(browser, tmp_path):
+    anim = jaw_animation(frames=60, switch=0)
+    anim.values[:, 1:20] = 0.3  # many active morphs at once
+    html = preview.standalone_page([anim], size=256)
+    images = {}
+    for mode in ("gpu", "cpu"):
+        page = open_page(browser, tmp_path / f"{mode}.html",
+                         html.replace('data-dt-player="1"', f'data-dt-player="1" data-dt-blend="{mode}"'))
+        try:
+            assert page.evaluate("() => window.dtPlayers['dt-preview'].blend") == mode
+            page.evaluate(SEEK_JS, ["dt-preview", 1.0])
+            images[mode] = canvas_pixels(page)
+        finally:
+            page.close()
+    diff = np.abs(images["gpu"] - images["cpu"])
+    assert foreground(images["gpu"]).mean() > 0.15
+    assert diff.mean() < 0.5 and (diff.max(-1) > 24).mean() < 0.002, (diff.mean(), (diff.max(-1) > 24).mean())
+
+
 def test_frame_equals_audio_time_times_fps_after_seeks_and_while_playing(browser, tmp_path):
     anim = jaw_animation(frames=90, fps=30.0)
     page = open_page(browser, tmp_path / "seek.html", preview.standalone_page([anim], size=256))
@@ -203,7 +222,8 @@ def test_player_mounts_inside_gradio_html_and_remounts_on_each_result(browser):
     def make_html() -> str:
         calls.append(1)
         anims = [jaw_animation(), jaw_animation(switch=5)]
-        return preview.preview_html(anims, ["teacher", "student"], embed_player=False, embed_head=False,
+        return preview.preview_html(anims, ["teacher", f"student (run {len(calls)})"], embed_player=False,
+                                    embed_head=False,
                                     rig=stand_in_rig(), element_id="pv")
 
     demo, url = gradio_demo(make_html)
@@ -248,10 +268,10 @@ def measure(browser, tmp_path: Path) -> dict[str, float]:
         out[f"{name}_mount_to_first_frame_ms"] = page.evaluate(
             "() => { const p = window.dtPlayers['dt-preview']; return p.firstFrameAt - p.mountedAt; }")
         out[f"{name}_fps"] = page.evaluate("""async () => {
-            const p = window.dtPlayers['dt-preview']; p.alwaysDraw = true;
+            const p = window.dtPlayers['dt-preview']; p.benchmark = true;
             const c0 = p.drawCount, t0 = performance.now();
             await new Promise(r => setTimeout(r, 2000));
-            p.alwaysDraw = false;
+            p.benchmark = false;
             return (p.drawCount - c0) / ((performance.now() - t0) / 1000);
         }""")
         out[f"{name}_raf_hz"] = page.evaluate("""async () => {
@@ -273,6 +293,7 @@ def measure(browser, tmp_path: Path) -> dict[str, float]:
     page.click("#go")
     page.wait_for_selector("#pv canvas[data-ready='1']", timeout=30_000)
     out["gradio_click_to_first_frame_ms"] = page.evaluate("() => window.dtPlayers['pv'].firstFrameAt - clickedAt")
+    out["gradio_click_to_mount_ms"] = page.evaluate("() => window.dtPlayers['pv'].mountedAt - clickedAt")
     page.close()
     demo.close()
     return out

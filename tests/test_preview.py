@@ -136,6 +136,8 @@ def test_animation_payload_rejects_what_it_cannot_show():
         preview.animation_payload([])
     with pytest.raises(RenderError, match="one label per animation"):
         preview.animation_payload([a, a], labels=["only one"], rig=stand_in_rig())
+    with pytest.raises(RenderError, match="no frames"):
+        preview.animation_payload([Animation(np.zeros((0, 52)))], rig=stand_in_rig())
     v = Animation(np.zeros((3, 4, 3)), kind="vertex")
     with pytest.raises(RenderError, match="template"):
         preview.animation_payload([v])

@@ -42,7 +42,7 @@ from diffusiontalker.training import (
 
 
 def distill_round(teacher: TalkerModel, cfg, data: ClipDataset, student_steps: int, out: Path, log: JsonlLog,
-                  quiet: bool = False) -> TalkerModel:
+                  quiet: bool = False, device: torch.device = torch.device("cpu")) -> TalkerModel:
     """Train one student of ``student_steps`` steps from ``teacher`` (which samples with 2x as many)."""
     dc = cfg.distill
     student = copy.deepcopy(teacher).train()
@@ -66,7 +66,7 @@ def distill_round(teacher: TalkerModel, cfg, data: ClipDataset, student_steps: i
         while step < dc.iterations_per_round:
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, dc.lr, dc.warmup, dc.iterations_per_round)
-            batch = to_device(sampler.batch(step), torch.device("cpu"))
+            batch = to_device(sampler.batch(step), device)
             losses = progressive_distill_loss(student, teacher, schedule, batch, student_steps, cfg.diffusion, gen)
             opt.zero_grad(set_to_none=True)
             losses["loss"].backward()
@@ -99,12 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float)
     p.add_argument("--set", nargs="*", default=[], metavar="SECTION__KEY=VALUE")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     try:
-        teacher, cfg, meta = load_checkpoint(args.teacher)
+        teacher, cfg, meta = load_checkpoint(args.teacher, device)
         overrides = parse_overrides(args.set)
         for flag, key in (("target", "distill__target_steps"),
                           ("iterations_per_round", "distill__iterations_per_round"),
@@ -132,9 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         while steps >= cfg.distill.target_steps:
             name = f"student-{steps}"
             if (out / name / "config.json").exists():  # finished in an earlier run
-                current, _, _ = load_checkpoint(out / name)
+                current, _, _ = load_checkpoint(out / name, device)
             else:
-                current = distill_round(current, cfg, data, steps, out, log, args.quiet)
+                current = distill_round(current, cfg, data, steps, out, log, args.quiet, device)
                 rung_cfg = override(cfg, diffusion__steps=steps)
                 save_checkpoint(current, rung_cfg, out / name,
                                 meta=meta | {"role": "student", "distilled_from": 2 * steps})

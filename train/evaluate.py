@@ -15,17 +15,27 @@ speaker), and compared with the ground truth (take 0 of multi-take clips) using 
 - mouth-motion std ratio pred/GT, jawOpen Pearson r, blink rate of the samples / of the GT over all takes,
   spread of the stochastic channels over that of the lip channels across seeds, jitter pred/GT;
 - seconds of generation per second of audio, per sample (the seeded batch is timed and divided by its size),
-  and the speed-up against the teacher.
+  and the speed-up against the teacher;
+- style match (blendshapes): per speaker, the mean smile / brow / jaw level of the samples against the GT's
+  (``style_<stat>_err``: mean absolute gap over speakers; ``style_<stat>_r``: Pearson r across speakers).
 
-Writes ``metrics.json`` ({"rows": {name: {metric: value}}, "meta": {...}}; NaN becomes null) and a markdown table.
+Other options: ``--teacher-ddpm N`` samples the teacher with ancestral DDPM at N steps (``--teacher-ddpm 1024``:
+every training step, as FaceDiffuser does); ``--augment-audio SEED`` applies the training augmentation
+(gain, tilt, reverb, noise floor) to every test clip's audio; ``--identity-only`` only matches identities (no
+generation; fast, for identity accuracy on a whole split).
+
+Writes ``metrics.json`` ({"rows": {name: {metric: value}}, "meta": {...}, "identity_confusion": {row: {"names",
+"matrix"}}, "style": {row: {speaker: {stat: {"generated", "gt"}}}}}; NaN becomes null) and a markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -42,6 +52,7 @@ from diffusiontalker import metrics as M
 from diffusiontalker.arkit import ARKIT_52, MOUTH_CHANNELS, STOCHASTIC_CHANNELS, reorder
 from diffusiontalker.audio import FPS, SAMPLE_RATE, num_frames
 from diffusiontalker.checkpoint import read_config
+from diffusiontalker.data.augment import augment_audio
 from diffusiontalker.data.clips import read_clip, read_meta
 from diffusiontalker.diffusion import sample
 from diffusiontalker.errors import DataError, DiffusionTalkerError
@@ -52,6 +63,12 @@ from diffusiontalker.schedule import NoiseSchedule
 Generate = Callable[[np.ndarray, IdentitySpec, int, int], tuple[np.ndarray, dict[str, float]]]
 
 BASELINE = "baseline (channel mean)"
+# style statistics (blendshapes): the mean level over frames and these channels, per clip, averaged per speaker
+STYLE_STATS: dict[str, tuple[str, ...]] = {
+    "smile": ("mouthSmileLeft", "mouthSmileRight"),
+    "brow": ("browInnerUp", "browOuterUpLeft", "browOuterUpRight"),
+    "jaw": ("jawOpen",),
+}
 TIMING_NOTE = "wall-clock seconds of one seeded batch (encode + match + sample) / seeds / seconds of audio"
 
 
@@ -191,11 +208,12 @@ def pipeline_generator(pipe: Pipeline, steps: int) -> Generate:
     return generate
 
 
-def teacher_ddim_generator(pipe: Pipeline, steps: int) -> Generate:
+def teacher_ddim_generator(pipe: Pipeline, steps: int, sampler: str = "ddim") -> Generate:
     """The teacher network sampled with plain DDIM on the ``steps`` grid (no distillation): the ablation row.
 
     Calls :func:`diffusiontalker.diffusion.sample` on the whole clip in one window, with the pipeline's seeding
-    (sample i starts from noise seeded ``seed + i``) so rows differ only in the sampler.
+    (sample i starts from noise seeded ``seed + i``) so rows differ only in the sampler. ``sampler="ddpm"``:
+    ancestral DDPM instead (its per-step noise seeded by ``seed``), e.g. over all 1024 training steps.
     """
     teacher = pipe.teacher_steps
     model = pipe.model(teacher)
@@ -211,7 +229,8 @@ def teacher_ddim_generator(pipe: Pipeline, steps: int) -> Generate:
         T, D = feats.shape[1], model.cfg.motion_dim
         noise = torch.stack([torch.randn(T, D, generator=torch.Generator().manual_seed(seed + i)) for i in range(n)])
         x = sample(model, schedule, feats.expand(n, -1, -1), torch.ones(n, T, dtype=torch.bool),
-                   vec[None].expand(n, -1), steps, noise.to(feats.device))  # (S, T, D) normalised
+                   vec[None].expand(n, -1), steps, noise.to(feats.device), sampler=sampler,
+                   generator=torch.Generator().manual_seed(seed))  # (S, T, D) normalised
         motion = model.denormalise(x).cpu().numpy()
         if pipe.kind == "blendshape":
             motion = np.clip(motion, 0.0, 1.0)  # as the pipeline returns blendshapes
@@ -291,14 +310,71 @@ def clip_metrics(samples: np.ndarray, gt: np.ndarray, ctx: Context) -> dict[str,
         return {k: float(np.nanmean(v)) for k, v in out.items()}
 
 
+def style_statistics(motion: np.ndarray, names: Sequence[str]) -> dict[str, float]:
+    """Talking-style levels of blendshape motion (..., T, D): per :data:`STYLE_STATS` group, the mean over frames
+    (and over any leading sample/take axes) of its channels present in ``names``."""
+    x = np.asarray(motion, dtype=np.float64)
+    out = {}
+    for stat, channels in STYLE_STATS.items():
+        idx = [names.index(c) for c in channels if c in names]
+        if idx:
+            out[stat] = float(x[..., idx].mean())
+    return out
+
+
+def style_match(records: Sequence[tuple[str, dict[str, float], dict[str, float]]]
+                ) -> tuple[dict[str, float], dict[str, dict[str, dict[str, float]]]]:
+    """How well generated style follows each speaker's GT style.
+
+    ``records``: (speaker, generated stats, GT stats) per clip (from :func:`style_statistics`). Per speaker the
+    stats are averaged over that speaker's clips; returns the scalars ``style_<stat>_err`` (mean over speakers of
+    |generated − GT|) and ``style_<stat>_r`` (Pearson r across speakers; NaN with fewer than 3 speakers), and the
+    per-speaker table {speaker: {stat: {"generated": g, "gt": t}}}.
+    """
+    by_speaker: dict[str, list[tuple[dict[str, float], dict[str, float]]]] = {}
+    for speaker, gen, gt in records:
+        by_speaker.setdefault(speaker, []).append((gen, gt))
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for speaker in sorted(by_speaker):
+        pairs = by_speaker[speaker]
+        stats = sorted({k for g, t in pairs for k in g if k in t})
+        table[speaker] = {k: {"generated": float(np.mean([g[k] for g, _ in pairs])),
+                              "gt": float(np.mean([t[k] for _, t in pairs]))} for k in stats}
+    scalars: dict[str, float] = {}
+    for stat in STYLE_STATS:
+        gen = np.array([v[stat]["generated"] for v in table.values() if stat in v])
+        gt = np.array([v[stat]["gt"] for v in table.values() if stat in v])
+        if gen.size:
+            scalars[f"style_{stat}_err"] = float(np.abs(gen - gt).mean())
+            scalars[f"style_{stat}_r"] = M.pearson(gen, gt) if gen.size >= 3 else float("nan")
+    return scalars, table
+
+
+def _identity_summary(scores: list[list[float]], labels: list[int], names: Sequence[str]
+                      ) -> tuple[dict[str, float], dict]:
+    """Top-1 / top-3 accuracy and the confusion matrix (rows: true identity, columns: best match)."""
+    s, lab = np.asarray(scores, dtype=np.float64).reshape(len(labels), -1), np.asarray(labels, dtype=np.int64)
+    matrix = np.zeros((len(names), len(names)), dtype=np.int64)
+    if labels:
+        np.add.at(matrix, (lab, s.argmax(1)), 1)
+    result = {"identity_top1": M.identity_accuracy(s, lab, 1) if labels else float("nan"),
+              "identity_top3": M.identity_accuracy(s, lab, 3) if labels else float("nan"),
+              "identity_clips": len(labels)}
+    return result, {"names": list(names), "matrix": matrix.tolist()}
+
+
 def evaluate_row(generate: Generate, clips: list[EvalClip], ctx: Context, seeds: int, timed: bool = True,
-                 identities: bool = True, progress: Callable[[], None] | None = None) -> dict[str, float]:
+                 identities: bool = True, progress: Callable[[], None] | None = None,
+                 details: dict | None = None) -> dict[str, float]:
     """Generate every clip with ``seeds`` seeds and average the clip metrics; see the module docstring.
 
     ``identities``: also generate each clip once per identity (seed 0) for the across-identity diversity. Identity
     matching accuracy is reported whenever the generator returns match scores (not for the baseline).
+    ``details``: a dict that receives ``"confusion"`` (identity confusion matrix, when matched) and ``"style"``
+    (per-speaker style table, blendshapes).
     """
     per_clip: list[dict[str, float]] = []
+    style_records: list[tuple[str, dict[str, float], dict[str, float]]] = []
     scores, labels = [], []
     gen_seconds = audio_seconds = 0.0
     matched = False
@@ -310,6 +386,9 @@ def evaluate_row(generate: Generate, clips: list[EvalClip], ctx: Context, seeds:
         audio_seconds += clip.seconds
         T = min(samples.shape[1], clip.motion.shape[1])
         row = clip_metrics(samples[:, :T], clip.motion[:, :T], ctx)
+        if ctx.kind == "blendshape" and ctx.names:
+            style_records.append((clip.speaker, style_statistics(samples[:, :T], ctx.names),
+                                  style_statistics(clip.motion[:, :T], ctx.names)))
         if identities and len(ctx.identity_names) >= 2:
             per_id = np.stack([generate(clip.audio, name, 1, 0)[0][0, :T] for name in ctx.identity_names])
             row["diversity_identities"] = M.diversity(per_id, vertex=ctx.kind == "vertex")
@@ -328,12 +407,35 @@ def evaluate_row(generate: Generate, clips: list[EvalClip], ctx: Context, seeds:
         gt_rate = result.get("blink_rate_gt", float("nan"))
         result["blink_ratio"] = result["blink_rate"] / gt_rate if gt_rate > 0 else float("nan")
     if matched:
-        s, lab = np.asarray(scores).reshape(len(labels), -1), np.asarray(labels)
-        result["identity_top1"] = M.identity_accuracy(s, lab, 1) if labels else float("nan")
-        result["identity_top3"] = M.identity_accuracy(s, lab, 3) if labels else float("nan")
-        result["identity_clips"] = len(labels)
+        summary, confusion = _identity_summary(scores, labels, ctx.identity_names)
+        result.update(summary)
+        if details is not None:
+            details["confusion"] = confusion
+    if style_records:
+        style_scalars, style_table = style_match(style_records)
+        result.update(style_scalars)
+        if details is not None:
+            details["style"] = style_table
     result["s_per_s_audio"] = gen_seconds / seeds / audio_seconds if timed else float("nan")
     return result
+
+
+def identity_row(pipe: Pipeline, clips: list[EvalClip], steps: int, details: dict | None = None
+                 ) -> dict[str, float]:
+    """Identity matching only (encode + match, no generation) of one rung over the clips of known speakers."""
+    names = pipe.identity_names
+    scores, labels = [], []
+    for clip in clips:
+        if clip.speaker not in names:
+            continue
+        feats, mask = pipe.encode(clip.audio, steps)
+        match = pipe.match_identity(feats, mask, steps)
+        scores.append([match[n] for n in names])
+        labels.append(names.index(clip.speaker))
+    summary, confusion = _identity_summary(scores, labels, names)
+    if details is not None:
+        details["confusion"] = confusion
+    return summary
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -353,14 +455,20 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str 
              max_clips: int | None = None, steps: Sequence[int] | None = None, teacher_ddim: Sequence[int] = (),
              lip_idx: str | os.PathLike | None = None, upper_idx: str | os.PathLike | None = None,
              identity_diversity: bool = True, baseline: bool = True, device: str = "cpu",
-             progress: bool = False) -> dict:
-    """Evaluate a checkpoint or ladder on ``data/split``; returns {"rows": {name: {metric: value}}, "meta": {...}}.
+             progress: bool = False, teacher_ddpm: Sequence[int] = (), augment_seed: int | None = None,
+             identity_only: bool = False) -> dict:
+    """Evaluate a checkpoint or ladder on ``data/split``; returns {"rows": {name: {metric: value}}, "meta": {...},
+    "identity_confusion": {row: ...}, "style": {row: ...}} (the last two only for rows that have them).
 
     Args:
         steps: rungs to evaluate (default: all of the ladder); rungs the ladder lacks are skipped and listed in meta.
         teacher_ddim: step counts at which to also sample the teacher with plain DDIM (any power of two).
+        teacher_ddpm: step counts at which to also sample the teacher with ancestral DDPM (1024: every step).
         lip_idx, upper_idx: vertex index files (vertex checkpoints; default: the procedural head's regions).
         identity_diversity: also generate every clip once per identity (seed 0) for the across-identity diversity.
+        augment_seed: apply :func:`diffusiontalker.data.augment.augment_audio` to every clip's audio (clip i with
+            generator ``default_rng([augment_seed, i])``); the motion is unchanged (same length).
+        identity_only: only match identities with each rung (no generation, no baseline): accuracy and confusion.
     """
     if seeds < 1:
         raise DiffusionTalkerError(f"seeds must be at least 1, got {seeds}")
@@ -370,10 +478,13 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str 
     rungs = pipe.available_steps if steps is None else [int(s) for s in steps]
     missing = [s for s in rungs if s not in pipe.rungs]
     rungs = sorted((s for s in rungs if s in pipe.rungs), reverse=True)
-    if not rungs and not teacher_ddim:
+    if not rungs and not teacher_ddim and not teacher_ddpm:
         raise DiffusionTalkerError(f"none of the steps {list(steps or [])} is in this ladder; it has "
                                    f"{pipe.available_steps}")
     clips = load_clips(data, split, kind, names, cfg.motion_dim, max_clips)
+    if augment_seed is not None:
+        for i, clip in enumerate(clips):
+            clip.audio = augment_audio(clip.audio, np.random.default_rng([int(augment_seed), i]))
     ctx = Context(kind, names, pipe.identity_names)
     if kind == "vertex":
         ctx.lips, ctx.upper = vertex_regions(cfg.motion_dim // 3, lip_idx, upper_idx)
@@ -385,33 +496,48 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str 
         rows_spec.append((label, s, pipeline_generator(pipe, s)))
     for s in sorted({int(n) for n in teacher_ddim}, reverse=True):
         rows_spec.append((f"teacher-DDIM-{s}", s, teacher_ddim_generator(pipe, s)))
+    for s in sorted({int(n) for n in teacher_ddpm}, reverse=True):
+        rows_spec.append((f"teacher-DDPM-{s}", s, teacher_ddim_generator(pipe, s, sampler="ddpm")))
+    details: dict[str, dict] = {}
+    if identity_only:
+        rows_spec, baseline = [], False
 
-    mean = train_mean(data, kind, names, cfg.motion_dim)
-    baseline_source = f"mean of {Path(data) / 'train'}"
-    if mean is None:
-        mean = pipe.model(teacher).motion_mean.cpu().numpy().astype(np.float64)
-        baseline_source = "the teacher's motion_mean buffer (no train split)"
+    mean, baseline_source = None, None
+    if baseline:
+        mean = train_mean(data, kind, names, cfg.motion_dim)
+        baseline_source = f"mean of {Path(data) / 'train'}"
+        if mean is None:
+            mean = pipe.model(teacher).motion_mean.cpu().numpy().astype(np.float64)
+            baseline_source = "the teacher's motion_mean buffer (no train split)"
+
+    rows: dict[str, dict[str, float]] = {}
+    for s in rungs if identity_only else []:
+        label = f"teacher-{s}" if s == teacher else f"student-{s}"
+        details[label] = {}
+        rows[label] = {"steps": s, **identity_row(pipe, clips, s, details[label])}
 
     bar = None
-    if progress:
+    if progress and (rows_spec or baseline):
         from tqdm import tqdm
 
         bar = tqdm(total=len(clips) * (len(rows_spec) + int(baseline)), desc="evaluating", unit="clip")
     tick = bar.update if bar is not None else None
 
-    rows: dict[str, dict[str, float]] = {}
     for label, s, gen in rows_spec:
         if bar is not None:
             bar.set_description(label)
         warm = clips[0].audio[: min(len(clips[0].audio), SAMPLE_RATE)]
         gen(warm, "auto", seeds, 0)  # load the rung and warm up kernels outside the timed region
+        details[label] = {}
         rows[label] = {"steps": s, **evaluate_row(gen, clips, ctx, seeds, identities=identity_diversity,
-                                                          progress=tick)}
-    if baseline:
+                                                          progress=tick, details=details[label])}
+    if baseline and mean is not None:
         if bar is not None:
             bar.set_description("baseline")
+        details[BASELINE] = {}
         rows[BASELINE] = {"steps": 0, **evaluate_row(constant_generator(mean.astype(np.float32)), clips, ctx,
-                                                         seeds, timed=False, identities=False, progress=tick)}
+                                                         seeds, timed=False, identities=False, progress=tick,
+                                                         details=details[BASELINE])}
     if bar is not None:
         bar.close()
 
@@ -425,12 +551,32 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str 
         "clip_names": [c.name for c in clips], "audio_seconds": float(sum(c.seconds for c in clips)),
         "seeds": seeds, "teacher_steps": teacher, "rungs": rungs, "missing_rungs": missing,
         "teacher_ddim": sorted({int(n) for n in teacher_ddim}, reverse=True),
+        "teacher_ddpm": sorted({int(n) for n in teacher_ddpm}, reverse=True),
+        "augment_audio": augment_seed, "identity_only": identity_only,
+        "checkpoints": _checkpoint_meta(pipe),
+        "diffusion": dataclasses.asdict(read_config(pipe.rungs[teacher])[0].diffusion),
         "identities": pipe.identity_names, "baseline": baseline_source, "timing": TIMING_NOTE,
         "error_reference": "take 0 of each clip; blink rate of the GT over all takes",
         "device": str(pipe.device), "torch_threads": torch.get_num_threads(),
         "git_commit": _git_commit(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    return {"rows": rows, "meta": meta}
+    result: dict = {"rows": rows, "meta": meta}
+    confusion = {k: d["confusion"] for k, d in details.items() if "confusion" in d}
+    style = {k: d["style"] for k, d in details.items() if "style" in d}
+    if confusion:
+        result["identity_confusion"] = confusion
+    if style:
+        result["style"] = style
+    return result
+
+
+def _checkpoint_meta(pipe: Pipeline) -> dict[str, dict]:
+    """Steps -> {"path", "iterations", "role"} of every rung (from each checkpoint's config.json meta)."""
+    out = {}
+    for steps, path in sorted(pipe.rungs.items(), reverse=True):
+        _, meta = read_config(path)
+        out[str(steps)] = {"path": str(path), "iterations": meta.get("iterations"), "role": meta.get("role")}
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -509,6 +655,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, nargs="+", default=None, help="rungs to evaluate (default: all)")
     ap.add_argument("--teacher-ddim", type=int, nargs="*", default=[],
                     help="also sample the teacher with plain DDIM at these step counts (distillation ablation)")
+    ap.add_argument("--teacher-ddpm", type=int, nargs="*", default=[],
+                    help="also sample the teacher with ancestral DDPM at these step counts (1024: every training "
+                         "step, as FaceDiffuser samples)")
+    ap.add_argument("--augment-audio", type=int, default=None, metavar="SEED",
+                    help="apply the training audio augmentation (gain, tilt, reverb, noise) to every clip, seeded")
+    ap.add_argument("--identity-only", action="store_true",
+                    help="only match identities (top-1/top-3, confusion matrix); no generation")
     ap.add_argument("--lip-idx", default=None, help="vertex data: file of lip vertex indices, one per line")
     ap.add_argument("--upper-idx", default=None, help="vertex data: file of upper-face vertex indices")
     ap.add_argument("--no-identity-diversity", action="store_true",
@@ -522,7 +675,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = evaluate(args.checkpoint, args.data, split=args.split, seeds=args.seeds, max_clips=args.max_clips,
                           steps=args.steps, teacher_ddim=args.teacher_ddim, lip_idx=args.lip_idx,
                           upper_idx=args.upper_idx, identity_diversity=not args.no_identity_diversity,
-                          device=args.device, progress=not args.quiet)
+                          device=args.device, progress=not args.quiet, teacher_ddpm=args.teacher_ddpm,
+                          augment_seed=args.augment_audio, identity_only=args.identity_only)
+        result["meta"]["command"] = "python -m train.evaluate " + shlex.join(
+            sys.argv[1:] if argv is None else [str(a) for a in argv])
         write_outputs(result, args.out, args.table)
     except DiffusionTalkerError as e:
         print(f"error: {e}", file=sys.stderr)

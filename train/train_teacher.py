@@ -4,6 +4,7 @@ gradient clipping, EMA weights (saved), JSONL log, periodic resumable state, Ctr
     python -m train.train_teacher --data data/synth --preset cpu --out runs/default
     python -m train.train_teacher --data data/synth --preset cpu --out runs/default --resume
     torchrun --nproc_per_node=4 -m train.train_teacher --data data/beat --preset paper --out runs/beat   # several GPUs
+    python -m train.train_teacher --data data/synth --out runs/ablations/no_identity --single-identity  # ablation
 
 The EMA teacher is written to OUT/teacher/ (a checkpoint dir sampling with ``diffusion.steps`` = 512 steps).
 """
@@ -40,6 +41,8 @@ from diffusiontalker.training import (
     to_device,
 )
 
+SINGLE_IDENTITY = "everyone"  # the one identity of a --single-identity run
+
 
 def config_for_data(cfg: Config, data: ClipDataset) -> Config:
     """Fit the model's output and identity sections to the dataset (kind, channels, speakers)."""
@@ -54,6 +57,12 @@ def data_faces(data: ClipDataset) -> np.ndarray | None:
     """Triangles of the vertex template, when the clip directory ships them (ROOT/faces.npy)."""
     path = data.roots[0] / "faces.npy"
     return np.load(path, allow_pickle=False) if data.kind == "vertex" and path.exists() else None
+
+
+def pool_speakers(data: ClipDataset, name: str = SINGLE_IDENTITY) -> None:
+    """The no-identity ablation: every speaker of ``data`` counts as the one identity ``name``."""
+    data.speaker_to_index = {s: 0 for s in data.speakers}
+    data.speakers = [name]
 
 
 def build_model(cfg: Config, data: ClipDataset) -> TalkerModel:
@@ -105,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, help="override train.lr")
     p.add_argument("--encoder-path", help="local HuBERT/wav2vec2 directory (paper preset)")
     p.add_argument("--set", nargs="*", default=[], metavar="SECTION__KEY=VALUE", help="any other config override")
+    p.add_argument("--single-identity", action="store_true",
+                   help=f"ablation: treat every clip as one speaker ({SINGLE_IDENTITY!r}), so no identity is learned")
     p.add_argument("--resume", action="store_true", help="continue from OUT/state")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     p.add_argument("--quiet", action="store_true")
@@ -130,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             val = ClipDataset(args.data, split="val", window=None, speakers=train.speakers, cache=True)
         except DiffusionTalkerError:
             val = None
+        if args.single_identity:
+            for d in (train, val):
+                if d is not None:
+                    pool_speakers(d)
         cfg = config_for_data(cfg, train)
     except DiffusionTalkerError as e:
         print(f"error: {e}", file=sys.stderr)

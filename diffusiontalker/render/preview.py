@@ -7,10 +7,12 @@ The player shows ``frame = round(audio.currentTime * fps)`` of the page's ``<aud
 seek just work); drag orbits, the wheel zooms, double-click or the ↺ button resets the view; several animations
 (teacher | student | diversity samples) are drawn as labelled tiles of ONE canvas on one audio clock.
 
-Gradio (6.x) inserts ``gr.HTML`` values with ``innerHTML``, which never runs ``<script>`` tags. So in the app the
-player and the head mesh are loaded once through the component's ``head=`` (gradio appends those scripts to the
-document head before ``js_on_load`` runs) and each result is a script-free snippet the player mounts by itself
-(a MutationObserver watches for ``[data-dt-player]`` elements; ``JS_ON_LOAD`` also mounts explicitly)::
+Gradio (6.31) inserts ``gr.HTML`` values with ``innerHTML`` and patches later values into the same DOM nodes,
+and neither runs ``<script>`` tags. So in the app the player and the head mesh are loaded once through the
+component's ``head=`` (gradio appends those scripts to the document head before ``js_on_load`` runs) and each
+result is a script-free snippet that the player mounts by itself: a MutationObserver watches for
+``[data-dt-player]`` elements and for changes of their ``data-dt-anim`` payload (then it disposes the old WebGL
+context and remounts); ``JS_ON_LOAD`` also mounts explicitly after each value update::
 
     from diffusiontalker.render import preview
 
@@ -251,6 +253,8 @@ def animation_payload(anims: list[Animation], labels: list[str] | None = None, r
     entries, meshes, mesh_ids = [], [], {}
     head_key = None
     for i, a in enumerate(anims):
+        if a.num_frames == 0:
+            raise RenderError(f"animation {i} has no frames; the audio was probably too short to animate")
         label = labels[i] if labels is not None else (a.model or "")
         entry: dict = {"label": str(label), "kind": a.kind, "fps": float(a.fps), "frames": a.num_frames}
         if a.kind == "blendshape":

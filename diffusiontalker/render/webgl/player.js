@@ -10,13 +10,15 @@
  *   </div>
  *
  * Blendshape heads: the neutral mesh, normals, colours and the 52 morph targets (sparse, float16) arrive once per
- * head key; the morph position/normal deltas go into one RGBA16F texture (two row blocks per morph) and the vertex
- * shader blends the active weights (compacted to the non-zero ones, passed as uniform arrays) by gl_VertexID.
+ * head key. On a GPU the morph position/normal deltas go into one RGBA16F texture (two row blocks per morph) and
+ * the vertex shader blends the active weights (compacted to the non-zero ones, passed as uniform arrays) by
+ * gl_VertexID. On a software rasteriser (SwiftShader, llvmpipe) the same sum runs in JS over the sparse entries
+ * only, once per shown frame (4x faster there); data-dt-blend="gpu"|"cpu" on the element forces either path.
  * Vertex animations: a template mesh plus per-frame float16 offsets; positions and normals are rebuilt on the CPU
  * for the frame shown (cheap for FLAME/VOCASET-sized meshes).
  *
  * Test/benchmark hooks: window.dtPlayers[id] -> {frame, frames, ready, mountedAt, firstFrameAt, drawCount,
- * alwaysDraw, project(tile, [x,y,z]) -> [px, py] in CSS pixels of the canvas, resetView(), dispose()};
+ * alwaysDraw (redraw every animation frame), benchmark (draw the next frame every animation frame), project(tile, [x,y,z]) -> [px, py] in CSS pixels of the canvas, resetView(), dispose()};
  * the canvas carries data-frame, data-ready="1" and data-first-frame-ms once the first frame is drawn.
  */
 (function () {
@@ -79,22 +81,31 @@
       extent: ext, depth: b.hi[2] - b.lo[2] };
   }
 
-  /** Decode a head payload (see preview.head_payload) into CPU arrays, including the packed delta texture. */
+  /** Decode a head payload (see preview.head_payload) into CPU arrays; the morphs stay sparse (float16 bits). */
   function decodeHead(h) {
-    var V = h.V, M = h.morphs.names.length;
+    var M = h.morphs.names.length, counts = h.morphs.counts, start = new Int32Array(M + 1);
+    for (var k = 0; k < M; k++) start[k + 1] = start[k] + counts[k];
     var head = {
-      key: h.key, V: V, M: M, names: h.morphs.names,
+      key: h.key, V: h.V, M: M, names: h.morphs.names,
       positions: f32(h.neutral), indices: ints(h.faces, h.faces_dtype),
       normals: halfToFloat(u16(h.normals)), colors: b64bytes(h.colors),
+      sparse: { start: start, index: ints(h.morphs.index, h.morphs.index_dtype),
+        delta: u16(h.morphs.delta), ndelta: u16(h.morphs.ndelta) },
+      decoded: true,
     };
     head.view = h.view || defaultView(head.positions);
-    // texture layout: width W, R rows per block; block 2k = position deltas of morph k, 2k+1 = normal deltas
-    var W = Math.min(V, 2048), R = Math.ceil(V / W), H = 2 * M * R;
-    var tex = new Uint16Array(W * H * 4); // RGBA16F, zeros = no displacement
-    var idx = ints(h.morphs.index, h.morphs.index_dtype), dp = u16(h.morphs.delta), dn = u16(h.morphs.ndelta);
-    var counts = h.morphs.counts, j = 0;
+    return head;
+  }
+
+  /** The GPU path's RGBA16F texture: width W, R rows per block; block 2k = position deltas of morph k, 2k+1 =
+   * its normal deltas (built once per head, on first use). */
+  function deltaTexture(head) {
+    if (head.tex) return head.tex;
+    var V = head.V, M = head.M, W = Math.min(V, 2048), R = Math.ceil(V / W), H = 2 * M * R;
+    var tex = new Uint16Array(W * H * 4); // zeros = no displacement
+    var sp = head.sparse, idx = sp.index, dp = sp.delta, dn = sp.ndelta;
     for (var k = 0; k < M; k++) {
-      for (var c = 0; c < counts[k]; c++, j++) {
+      for (var j = sp.start[k]; j < sp.start[k + 1]; j++) {
         var vid = idx[j], x = vid % W, y = Math.floor(vid / W);
         var p = ((2 * k * R + y) * W + x) * 4, q = (((2 * k + 1) * R + y) * W + x) * 4;
         tex[p] = dp[3 * j]; tex[p + 1] = dp[3 * j + 1]; tex[p + 2] = dp[3 * j + 2];
@@ -102,7 +113,24 @@
       }
     }
     head.tex = { W: W, R: R, H: H, data: tex };
-    return head;
+    return head.tex;
+  }
+
+  /** The CPU path: neutral + sum_k w_k delta_k over the sparse morph entries only (position and normal). */
+  function blendSparse(head, idxs, ws, n, pos, nrm) {
+    var sp = head.sparse;
+    if (!sp.f32) sp.f32 = { d: halfToFloat(sp.delta), n: halfToFloat(sp.ndelta) };
+    var d = sp.f32.d, dn = sp.f32.n, index = sp.index;
+    pos.set(head.positions);
+    nrm.set(head.normals);
+    for (var i = 0; i < n; i++) {
+      var w = ws[i], k = idxs[i];
+      for (var j = sp.start[k], e = sp.start[k + 1]; j < e; j++) {
+        var v = 3 * index[j], q = 3 * j;
+        pos[v] += w * d[q]; pos[v + 1] += w * d[q + 1]; pos[v + 2] += w * d[q + 2];
+        nrm[v] += w * dn[q]; nrm[v + 1] += w * dn[q + 1]; nrm[v + 2] += w * dn[q + 2];
+      }
+    }
   }
 
   function registerHead(key, payload) {
@@ -111,7 +139,7 @@
   }
   function getHead(key) {
     var h = heads[key];
-    if (h && !h.tex) h = heads[key] = decodeHead(h); // decode lazily, once per page
+    if (h && !h.decoded) h = heads[key] = decodeHead(h); // decode lazily, once per page
     return h;
   }
 
@@ -239,15 +267,15 @@
     this.firstFrameAt = null;
     this.error = null;
     this._dirty = true;
-    this._last = "";
-    var anim = JSON.parse(el.getAttribute("data-dt-anim"));
+    this.animText = el.getAttribute("data-dt-anim");
+    var anim = JSON.parse(this.animText);
     this.anim = anim;
     var headKey = el.getAttribute("data-dt-head-key") || anim.head;
     var inline = el.getAttribute("data-dt-head");
     if (inline) registerHead(headKey || "inline", inline);
-    this.head = anim.anims.some(function (a) { return a.kind === "blendshape"; })
-      ? getHead(headKey || "inline") : null;
-    if (anim.anims.some(function (a) { return a.kind === "blendshape"; }) && !this.head) {
+    var needsHead = anim.anims.some(function (a) { return a.kind === "blendshape"; });
+    this.head = needsHead ? getHead(headKey || "inline") : null;
+    if (needsHead && !this.head) {
       throw new Error("the head mesh '" + headKey + "' was not loaded: add preview.player_head() to the page head");
     }
     this._decodeAnims();
@@ -257,8 +285,14 @@
     var self = this;
     this._raf = requestAnimationFrame(function loop() {
       if (!self.canvas.isConnected) { self.dispose(); return; }
-      self.tick();
-      self._raf = requestAnimationFrame(loop);
+      self._raf = requestAnimationFrame(loop); // scheduled first: one failed frame must not stop the player
+      try {
+        self.tick();
+      } catch (err) {
+        var msg = String((err && err.message) || err);
+        if (msg !== self.lastError && window.console) console.error("DiffusionTalker player:", err);
+        self.lastError = msg;
+      }
     });
   }
 
@@ -302,6 +336,9 @@
   }
 
   Player.prototype._initGL = function () {
+    // morph blending: "gpu" (texture + vertex shader) on real GPUs; "cpu" (sparse, in JS) on software GL, where
+    // the vertex shader runs on the CPU anyway and the sparse loop is ~4x cheaper; data-dt-blend overrides
+    this.blend = this.el.getAttribute("data-dt-blend") || (softwareGL() ? "cpu" : "gpu");
     this.antialias = this.el.getAttribute("data-dt-antialias") !== null
       ? this.el.getAttribute("data-dt-antialias") === "1" : !softwareGL();
     var gl = this.canvas.getContext("webgl2", { antialias: this.antialias, alpha: false, premultipliedAlpha: false });
@@ -326,28 +363,45 @@
     gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.NEAREST);
     gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.NEAREST);
     var h = this.head;
-    if (h) {
-      if (h.tex.H > maxTex) throw new Error("the head has too many vertices for this GPU's textures");
-      gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA16F, h.tex.W, h.tex.H, 0, gl.RGBA, gl.HALF_FLOAT, h.tex.data);
-      var vao = gl.createVertexArray();
-      gl.bindVertexArray(vao);
-      var bp = buffer(gl.ARRAY_BUFFER, h.positions);
-      gl.enableVertexAttribArray(0);
-      gl.vertexAttribPointer(0, 3, gl.FLOAT, false, 0, 0);
-      var bn = buffer(gl.ARRAY_BUFFER, h.normals);
-      gl.enableVertexAttribArray(1);
-      gl.vertexAttribPointer(1, 3, gl.FLOAT, false, 0, 0);
-      var bc = buffer(gl.ARRAY_BUFFER, h.colors);
-      gl.enableVertexAttribArray(2);
-      gl.vertexAttribPointer(2, 4, gl.UNSIGNED_BYTE, true, 0, 0);
-      var bi = buffer(gl.ELEMENT_ARRAY_BUFFER, h.indices);
-      gl.bindVertexArray(null);
-      this._buffers.push(bp, bn, bc, bi);
-      this._vaos.push(vao);
-      this.headGL = { vao: vao, count: h.indices.length,
-        type: h.indices instanceof Uint16Array ? gl.UNSIGNED_SHORT : gl.UNSIGNED_INT };
+    if (h && this.blend === "gpu") {
+      var dt = deltaTexture(h);
+      if (dt.H > maxTex) throw new Error("the head has too many vertices for this GPU's textures");
+      gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA16F, dt.W, dt.H, 0, gl.RGBA, gl.HALF_FLOAT, dt.data);
     } else {
       gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA16F, 1, 1, 0, gl.RGBA, gl.HALF_FLOAT, new Uint16Array(4));
+    }
+    if (h) {
+      var bc = buffer(gl.ARRAY_BUFFER, h.colors), bi = buffer(gl.ELEMENT_ARRAY_BUFFER, h.indices);
+      this._buffers.push(bc, bi);
+      var shared = null;
+      this.headGL = { count: h.indices.length, type: h.indices instanceof Uint16Array ? gl.UNSIGNED_SHORT
+        : gl.UNSIGNED_INT };
+      this.tiles.forEach(function (t) {
+        if (t.kind !== "blendshape") return;
+        if (self.blend === "gpu" && shared) { t.vao = shared; return; } // the GPU path shares one static mesh
+        var usage = self.blend === "gpu" ? gl.STATIC_DRAW : gl.DYNAMIC_DRAW;
+        var vao = gl.createVertexArray();
+        gl.bindVertexArray(vao);
+        t.bpos = buffer(gl.ARRAY_BUFFER, h.positions, usage);
+        gl.enableVertexAttribArray(0);
+        gl.vertexAttribPointer(0, 3, gl.FLOAT, false, 0, 0);
+        t.bnrm = buffer(gl.ARRAY_BUFFER, h.normals, usage);
+        gl.enableVertexAttribArray(1);
+        gl.vertexAttribPointer(1, 3, gl.FLOAT, false, 0, 0);
+        gl.bindBuffer(gl.ARRAY_BUFFER, bc);
+        gl.enableVertexAttribArray(2);
+        gl.vertexAttribPointer(2, 4, gl.UNSIGNED_BYTE, true, 0, 0);
+        gl.bindBuffer(gl.ELEMENT_ARRAY_BUFFER, bi);
+        gl.bindVertexArray(null);
+        self._buffers.push(t.bpos, t.bnrm);
+        self._vaos.push(vao);
+        t.vao = shared = vao;
+        if (self.blend === "cpu") {
+          t.pos = new Float32Array(h.positions.length);
+          t.nrm = new Float32Array(h.normals.length);
+          t.shownFrame = -1;
+        }
+      });
     }
     this.tiles.forEach(function (t) {
       if (t.kind !== "vertex") return;
@@ -385,6 +439,9 @@
     this.cols = this.anim.cols || Math.ceil(Math.sqrt(n));
     this.rows = Math.ceil(n / this.cols);
     var stage = this.el.querySelector(".dt-stage") || c.parentNode;
+    Array.prototype.forEach.call(stage.querySelectorAll(".dt-label,.dt-reset,.dt-status"), function (old) {
+      old.parentNode.removeChild(old);
+    });
     this.tiles.forEach(function (t, i) {
       if (!t.label) return;
       var d = document.createElement("div");
@@ -480,6 +537,7 @@
 
   Player.prototype.tick = function () {
     var t = this.clock(), changed = false;
+    if (this.benchmark) t = ((this.drawCount + 1) / this.tiles[0].fps) % this.duration; // a new frame every draw
     for (var i = 0; i < this.tiles.length; i++) {
       var tile = this.tiles[i];
       var f = Math.max(0, Math.min(tile.T - 1, Math.round(t * tile.fps)));
@@ -497,7 +555,7 @@
     gl.activeTexture(gl.TEXTURE0);
     gl.bindTexture(gl.TEXTURE_2D, this._textures[0]);
     gl.uniform1i(u.u_deltas, 0);
-    if (this.head) {
+    if (this.head && this.blend === "gpu") {
       gl.uniform1i(u.u_width, this.head.tex.W);
       gl.uniform1i(u.u_rows, this.head.tex.R);
     }
@@ -526,13 +584,25 @@
           var wk = w[f * M + k];
           if (wk > 1e-4 || wk < -1e-4) { self._idx[n] = k; self._w[n] = wk; n++; }
         }
-        gl.uniform1i(u.u_n, n);
-        gl.uniform1iv(u.u_idx, self._idx);
-        gl.uniform1fv(u.u_w, self._w);
+        if (self.blend === "gpu") {
+          gl.uniform1i(u.u_n, n);
+          gl.uniform1iv(u.u_idx, self._idx);
+          gl.uniform1fv(u.u_w, self._w);
+        } else {
+          gl.uniform1i(u.u_n, 0);
+          if (tile.shownFrame !== f) {
+            blendSparse(self.head, self._idx, self._w, n, tile.pos, tile.nrm);
+            gl.bindBuffer(gl.ARRAY_BUFFER, tile.bpos);
+            gl.bufferSubData(gl.ARRAY_BUFFER, 0, tile.pos);
+            gl.bindBuffer(gl.ARRAY_BUFFER, tile.bnrm);
+            gl.bufferSubData(gl.ARRAY_BUFFER, 0, tile.nrm);
+            tile.shownFrame = f;
+          }
+        }
         gl.uniform1f(u.u_point, 1);
         gl.uniform1f(u.u_unlit, 0);
         gl.enable(gl.CULL_FACE); // closed, outward-wound head: hides the inside-out mouth cavity from outside
-        gl.bindVertexArray(self.headGL.vao);
+        gl.bindVertexArray(tile.vao);
         gl.drawElements(gl.TRIANGLES, self.headGL.count, self.headGL.type, 0);
       } else {
         self._updateVertexTile(tile, f);
@@ -619,8 +689,30 @@
     (document.head || document.documentElement).appendChild(s);
   }
 
+  /** A new canvas in place of a used one: a disposed (lost) WebGL context cannot be created again on it. */
+  function freshCanvas(el) {
+    var c = el.querySelector("canvas");
+    if (!c) return;
+    var n = document.createElement("canvas");
+    n.className = c.className;
+    n.width = c.width;
+    n.height = c.height;
+    c.parentNode.replaceChild(n, c);
+  }
+
+  /** Mount a player on el; remount when its payload changed (gradio patches the DOM in place on updates). */
   function mount(el) {
-    if (el.__dtPlayer && el.__dtPlayer.gl) return el.__dtPlayer;
+    var cur = el.__dtPlayer, text = el.getAttribute("data-dt-anim");
+    if (cur && cur.gl && cur.animText === text && el.contains(cur.canvas)) return cur;
+    if (el.__dtMounted) {
+      if (cur) cur.dispose();
+      el.__dtPlayer = null;
+      freshCanvas(el);
+      el.removeAttribute("data-error");
+      el.removeAttribute("data-ready");
+      Array.prototype.forEach.call(el.querySelectorAll(".dt-status"), function (m) { m.parentNode.removeChild(m); });
+    }
+    el.__dtMounted = true;
     injectCSS();
     var old = el.id && players[el.id];
     if (old && old.el !== el) old.dispose();
@@ -655,11 +747,14 @@
     if (observer || !document.body) return;
     observer = new MutationObserver(function (records) {
       for (var i = 0; i < records.length; i++) {
+        var t = records[i].target;
+        if (records[i].type === "attributes" && t.hasAttribute && t.hasAttribute("data-dt-player")) mount(t);
         var added = records[i].addedNodes;
         for (var j = 0; j < added.length; j++) if (added[j].nodeType === 1) scan(added[j]);
       }
     });
-    observer.observe(document.body, { childList: true, subtree: true });
+    observer.observe(document.body, { childList: true, subtree: true, attributes: true,
+      attributeFilter: ["data-dt-anim"] });
   }
 
   window.DTPlayer = { version: VERSION, scan: scan, mount: mount, registerHead: registerHead, heads: heads,

@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m bench.bench`` (``make bench``) measures speed and memory in one run -> BENCHMARKS.md."""
