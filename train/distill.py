@@ -42,7 +42,7 @@ from diffusiontalker.training import (
 
 
 def distill_round(teacher: TalkerModel, cfg, data: ClipDataset, student_steps: int, out: Path, log: JsonlLog,
-                  quiet: bool = False, device: torch.device = torch.device("cpu")) -> TalkerModel:
+                  quiet: bool = False, device: torch.device | None = None) -> TalkerModel:
     """Train one student of ``student_steps`` steps from ``teacher`` (which samples with 2x as many)."""
     dc = cfg.distill
     student = copy.deepcopy(teacher).train()
@@ -66,7 +66,7 @@ def distill_round(teacher: TalkerModel, cfg, data: ClipDataset, student_steps: i
         while step < dc.iterations_per_round:
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, dc.lr, dc.warmup, dc.iterations_per_round)
-            batch = to_device(sampler.batch(step), device)
+            batch = to_device(sampler.batch(step), device or torch.device("cpu"))
             losses = progressive_distill_loss(student, teacher, schedule, batch, student_steps, cfg.diffusion, gen)
             opt.zero_grad(set_to_none=True)
             losses["loss"].backward()
