@@ -136,7 +136,7 @@ def test_info_on_a_missing_checkpoint(tmp_path, capsys):
 
 def test_real_subprocess(tmp_path, speech_wav, tiny_checkpoint):
     out = tmp_path / "out"
-    env = os.environ | {"PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    env = os.environ | {"PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "diffusiontalker", "generate", str(speech_wav), "--checkpoint",
                            str(tiny_checkpoint), "--samples", "2", "--out", str(out)],
                           capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)

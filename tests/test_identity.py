@@ -100,10 +100,19 @@ def test_contrastive_loss(lib):
 
 # --- learning: identity visible in the audio (each speaker a different pitch) -----------------------------------
 
+@pytest.fixture
+def one_thread():
+    """Tiny models train faster on one thread (no thread sync per op), especially on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 PITCH = {"low": 95.0, "mid": 165.0, "high": 280.0}
 
 
-def test_match_ranks_the_right_identity_after_brief_training():
+def test_match_ranks_the_right_identity_after_brief_training(one_thread):
     names = list(PITCH)
     torch.manual_seed(0)
     cfg = override(preset("tiny"), model__identity_names=names, diffusion__identity_weight=1.0)

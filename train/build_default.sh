@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 DATA=${DATA:-data/synth}
 RUN=${RUN:-runs/default}
-ITERS=${ITERS:-6000}              # teacher iterations (cpu preset)
-ROUND_ITERS=${ROUND_ITERS:-300}   # distillation iterations per halving round
+ITERS=${ITERS:-1800}              # teacher iterations (cpu preset)
+ROUND_ITERS=${ROUND_ITERS:-150}   # distillation iterations per halving round down to 8, 4, 2, 1 steps
+HIGH_ITERS=${HIGH_ITERS:-40}      # ... and for the rounds 256 .. 16, whose students start close to their teacher
 CLIPS=${CLIPS:-150}               # synthetic clips per speaker
 SPEAKERS=${SPEAKERS:-10}
 EVAL_CLIPS=${EVAL_CLIPS:-40}
@@ -33,7 +34,7 @@ fi
 
 stamp "distillation 512 -> 1 -> $RUN/ladder"
 $PY -m train.distill --teacher "$RUN/teacher" --data "$DATA" --out "$RUN/ladder" --target 1 \
-    --iterations-per-round "$ROUND_ITERS"
+    --iterations-per-round "$ROUND_ITERS" --high-rung-iterations "$HIGH_ITERS" --batch-size 8
 
 if [ ! -f "$RUN/metrics.json" ]; then
   stamp "evaluation -> $RUN/metrics.json"

@@ -42,9 +42,11 @@ from diffusiontalker.training import (
 
 
 def distill_round(teacher: TalkerModel, cfg, data: ClipDataset, student_steps: int, out: Path, log: JsonlLog,
-                  quiet: bool = False, device: torch.device | None = None) -> TalkerModel:
+                  quiet: bool = False, device: torch.device | None = None, iterations: int | None = None
+                  ) -> TalkerModel:
     """Train one student of ``student_steps`` steps from ``teacher`` (which samples with 2x as many)."""
     dc = cfg.distill
+    iterations = iterations or dc.iterations_per_round
     student = copy.deepcopy(teacher).train()
     trainable = {n: p.requires_grad for n, p in TalkerModel(cfg.model).named_parameters()}  # e.g. a frozen CNN
     for n, p in student.named_parameters():
@@ -61,11 +63,11 @@ def distill_round(teacher: TalkerModel, cfg, data: ClipDataset, student_steps: i
         step = load_state(state_dir, student, ema, opt)["step"]
     sampler = BatchSampler(data, dc.batch_size, dc.seed + student_steps)
     gen = torch.Generator().manual_seed(dc.seed * 7919 + student_steps)
-    bar = tqdm(total=dc.iterations_per_round, initial=step, desc=f"student-{student_steps}", disable=quiet)
+    bar = tqdm(total=iterations, initial=step, desc=f"student-{student_steps}", disable=quiet)
     try:
-        while step < dc.iterations_per_round:
+        while step < iterations:
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, dc.lr, dc.warmup, dc.iterations_per_round)
+                g["lr"] = lr_at(step, dc.lr, dc.warmup, iterations)
             batch = to_device(sampler.batch(step), device or torch.device("cpu"))
             losses = progressive_distill_loss(student, teacher, schedule, batch, student_steps, cfg.diffusion, gen)
             opt.zero_grad(set_to_none=True)
@@ -95,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="ladder directory to write")
     p.add_argument("--target", type=int, help="smallest student step count (power of two, default from config)")
     p.add_argument("--iterations-per-round", type=int)
+    p.add_argument("--high-rung-iterations", type=int,
+                   help="iterations for rounds whose student still takes >= 16 steps (those are close to their "
+                        "teacher already, so fewer suffice); default: --iterations-per-round")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--set", nargs="*", default=[], metavar="SECTION__KEY=VALUE")
@@ -136,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             if (out / name / "config.json").exists():  # finished in an earlier run
                 current, _, _ = load_checkpoint(out / name, device)
             else:
-                current = distill_round(current, cfg, data, steps, out, log, args.quiet, device)
+                iters = args.high_rung_iterations if steps >= 16 and args.high_rung_iterations else None
+                current = distill_round(current, cfg, data, steps, out, log, args.quiet, device, iters)
                 rung_cfg = override(cfg, diffusion__steps=steps)
                 save_checkpoint(current, rung_cfg, out / name,
                                 meta=meta | {"role": "student", "distilled_from": 2 * steps})

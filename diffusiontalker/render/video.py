@@ -6,7 +6,7 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -211,12 +211,30 @@ def describe(anim: Animation) -> str:
     return " · ".join(parts)
 
 
-def render_animation(anim: Animation, out: str | os.PathLike, size: int = 512, label: str | None = None) -> Path:
-    """Render an animation to mp4 with its audio (blendshapes on the procedural head, vertices on their mesh)."""
+#: ``progress(frames_done, frames_total)``, called after each frame is rendered (e.g. to move a progress bar).
+FrameProgress = Callable[[int, int], None]
+
+
+def _counted(frames: Iterable[np.ndarray], total: int, progress: FrameProgress | None) -> Iterator[np.ndarray]:
+    """Pass frames through, reporting ``progress(i, total)`` after each one."""
+    if progress is None:
+        yield from frames
+        return
+    for i, f in enumerate(frames, 1):
+        yield f
+        progress(i, total)
+
+
+def render_animation(anim: Animation, out: str | os.PathLike, size: int = 512, label: str | None = None,
+                     progress: FrameProgress | None = None) -> Path:
+    """Render an animation to mp4 with its audio (blendshapes on the procedural head, vertices on their mesh).
+
+    ``progress(frames_done, frames_total)`` is called after every rendered frame when given.
+    """
     frames = _frames_for(anim, size)
     if label:
         frames = (_draw_label(f, label) for f in frames)
-    return write_video(frames, out, anim.fps, anim.audio, SAMPLE_RATE)
+    return write_video(_counted(frames, anim.num_frames, progress), out, anim.fps, anim.audio, SAMPLE_RATE)
 
 
 def grid_frames(anims: list[Animation], labels: list[str] | None = None, size: int = 256,
@@ -255,8 +273,14 @@ def grid_frames(anims: list[Animation], labels: list[str] | None = None, size: i
 
 
 def render_grid(anims: list[Animation], out: str | os.PathLike, labels: list[str] | None = None, size: int = 256,
-                cols: int | None = None, audio: np.ndarray | None = None) -> Path:
-    """One video tiling several animations (teacher | student | diversity samples), each tile labelled."""
+                cols: int | None = None, audio: np.ndarray | None = None,
+                progress: FrameProgress | None = None) -> Path:
+    """One video tiling several animations (teacher | student | diversity samples), each tile labelled.
+
+    ``progress(frames_done, frames_total)`` is called after every composited frame when given.
+    """
     if audio is None:
         audio = next((a.audio for a in anims if a.audio is not None), None)
-    return write_video(grid_frames(anims, labels, size, cols), out, anims[0].fps if anims else 30, audio)
+    total = max((a.num_frames for a in anims), default=0)
+    return write_video(_counted(grid_frames(anims, labels, size, cols), total, progress), out,
+                       anims[0].fps if anims else 30, audio)
