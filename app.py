@@ -23,6 +23,7 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -30,6 +31,7 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
 from diffusiontalker.animation import Animation  # noqa: E402
+from diffusiontalker.cleanup import prune, remove_if_empty  # noqa: E402
 from diffusiontalker.errors import DiffusionTalkerError  # noqa: E402
 from diffusiontalker.pipeline import Pipeline  # noqa: E402
 
@@ -47,6 +49,8 @@ MAX_SECONDS = float(os.environ.get("DIFFUSIONTALKER_APP_MAX_SECONDS", 60.0))
 PLOT_CHANNELS = ("jawOpen", "mouthClose", "mouthFunnel", "eyeBlinkLeft", "eyeBlinkRight")
 KIND_LABELS = {"blendshape": "Blendshape head (ARKit-52)", "vertex": "Vertex mesh"}
 STALE_SECONDS = 2 * 3600  # request folders older than this are removed when a new request starts
+MAX_OUTPUT_BYTES = int(float(os.environ.get("DIFFUSIONTALKER_APP_MAX_OUTPUT_MB", 1024)) * 2**20)  # all requests
+MAX_UPLOAD = os.environ.get("DIFFUSIONTALKER_APP_MAX_UPLOAD", "100mb")  # gradio refuses larger uploads
 
 CSS = """
 #title {text-align: center}
@@ -117,24 +121,37 @@ def channel_plot(anim: Animation):
     return fig
 
 
-def timings_markdown(anim: Animation, render_s: float, wall_s: float, extra: list[str] | None = None) -> str:
-    """Per-stage seconds and the real-time factor (wall time / audio duration; below 1 is faster than real time)."""
+def timings_markdown(anim: Animation, render_s: float | None, wall_s: float, extra: list[str] | None = None,
+                     preview_s: float | None = None) -> str:
+    """Per-stage seconds and the real-time factor (wall time / audio duration; below 1 is faster than real time).
+
+    ``render_s=None``: the videos are still rendering (``wall_s`` is then the time to the preview);
+    ``preview_s``: seconds from the request to the live preview.
+    """
     t = anim.timings
     rtf = wall_s / max(anim.duration, 1e-6)
 
     def sec(x: float) -> str:
         return f"{x * 1000:.0f} ms" if x < 1 else f"{x:.2f} s"
 
+    if preview_s is None and render_s is None:
+        preview_s = wall_s
     lines = [
         f"**{anim.duration:.1f} s of audio → {anim.num_frames} frames at {anim.fps:g} fps** · "
         f"model `{anim.model}` · identity `{anim.identity}`",
         "",
-        "| decode | encode | identity | sample | render | total | real-time factor |",
-        "|---|---|---|---|---|---|---|",
+        "| decode | encode | identity | sample | preview | videos | total | RTF |",
+        "|---|---|---|---|---|---|---|---|",
         f"| {sec(t.get('load', 0))} | {sec(t.get('encode', 0))} | {sec(t.get('match', 0))} | "
-        f"{sec(t.get('sample', 0))} | {sec(render_s)} | {sec(wall_s)} | {rtf:.2f} |",
+        f"{sec(t.get('sample', 0))} | {sec(preview_s) if preview_s is not None else '–'} | "
+        f"{sec(render_s) if render_s is not None else 'running…'} | {sec(wall_s)} | {rtf:.2f} |",
     ]
-    lines += ["", f"Real-time factor = total ÷ audio length ({'faster' if rtf < 1 else 'slower'} than real time)."]
+    what = "the live preview" if render_s is None else "the videos"
+    lines += ["", f"*preview*: request → live preview (it plays as soon as sampling ends); *videos*: mp4 rendering, "
+                  f"the download path. RTF (real-time factor) = time to {what} ÷ audio length "
+                  f"({'faster' if rtf < 1 else 'slower'} than real time)."]
+    if render_s is not None and preview_s is not None:
+        lines[-1] += f" The live preview's real-time factor was {preview_s / max(anim.duration, 1e-6):.2f}."
     if extra:
         lines += ["", *extra]
     return "\n".join(lines)
@@ -170,15 +187,32 @@ class Talker:
         self.max_seconds = max_seconds
         self.main_size = main_size
         self.tile_size = tile_size
+        self.max_output_bytes = MAX_OUTPUT_BYTES  # request folders beyond this total are pruned, oldest first
+        self._active: set[Path] = set()  # folders of requests in flight: never pruned
+        self._reserve = 0  # bytes of the largest request folder seen: room kept for the next request
+        self._dirs_lock = threading.Lock()
         self._render_lock = threading.Lock()  # one GL context renders at a time; sampling of others overlaps
+        self.last_timeline: dict[str, float] = {}  # epoch seconds of the latest request's stages
 
     def pipeline(self, kind: str | None) -> Pipeline:
         return self.pipelines.get(kind or self.default_kind, self.pipelines[self.default_kind])
 
     def _request_dir(self) -> Path:
-        """A fresh folder per request, so concurrent requests never mix files."""
-        _remove_stale(self.output_root)
-        return Path(tempfile.mkdtemp(prefix="req-", dir=self.output_root))
+        """A fresh folder per request, so concurrent requests never mix files; first prune finished requests'
+        folders by age and total size (``diffusiontalker.cleanup.prune``) so disk use stays bounded."""
+        with self._dirs_lock:
+            report = prune(self.output_root, self.max_output_bytes, STALE_SECONDS, keep=self._active,
+                           reserve=self._reserve)
+            self._reserve = max(self._reserve, report.largest)
+            out = Path(tempfile.mkdtemp(prefix="req-", dir=self.output_root))
+            self._active.add(out)
+        return out
+
+    def _release(self, out: Path) -> None:
+        """The request owning ``out`` ended: its folder may be pruned from now on (and goes now if empty)."""
+        with self._dirs_lock:
+            self._active.discard(out)
+        remove_if_empty(out)  # a refused input left nothing
 
     def _render(self, fn, *args, **kwargs) -> tuple[Path, float]:
         with self._render_lock:
@@ -189,54 +223,100 @@ class Talker:
     # --- the one event --------------------------------------------------------------------------------------
     def generate(self, audio: str | None, kind: str | None, steps: int | str | None, identity: str | None,
                  mix_a: str | None, mix_b: str | None, mix_weight: float, num_samples: int | float, seed: int | float,
-                 compare: bool, progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008 - gradio's idiom
-        """Run one request; returns the values of the output components (see ``build_demo``).
+                 compare: bool, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:  # noqa: B008
+        """Run one request, yielding the values of the output components (see ``build_demo``) as they are ready.
 
-        ``progress`` must default to a ``gr.Progress()`` instance: that default is how gradio knows to track it.
+        Preview first: as soon as sampling ends the live WebGL preview, identity scores and timings appear; then
+        the channel plot and the npy/csv/glb downloads; with "compare", the teacher's tile and the speed-up; the
+        mp4 videos come last (the "download video" path). An API client (``gradio_client``) gets the last yield,
+        which carries every output. ``progress`` must default to a ``gr.Progress()`` instance: that default is
+        how gradio knows to track it.
         """
         if not audio:
             raise gr.Error("Upload or record some speech first (wav, flac, ogg, mp3 or m4a).")
+        out = self._request_dir()
         try:
-            return self._generate(audio, kind, steps, identity, mix_a, mix_b, mix_weight, int(num_samples),
-                                  int(seed or 0), bool(compare), progress)
+            yield from self._generate(audio, kind, steps, identity, mix_a, mix_b, mix_weight, int(num_samples),
+                                      int(seed or 0), bool(compare), progress, out)
         except DiffusionTalkerError as e:
             raise gr.Error(str(e)) from e
+        finally:
+            self._release(out)
 
     def _generate(self, audio: str, kind: str | None, steps: int | str | None, identity: str | None,
                   mix_a: str | None, mix_b: str | None, mix_weight: float, num_samples: int, seed: int,
-                  compare: bool, progress: gr.Progress) -> tuple:
-        from diffusiontalker.export import export_animation
+                  compare: bool, progress: gr.Progress, out: Path) -> Iterator[tuple]:
         from diffusiontalker.render.video import render_animation, render_grid
 
         wall = time.perf_counter()
+        timeline = {"start": time.time()}  # epoch seconds of each stage (tests compare them with the browser)
+        self.last_timeline = timeline
         pipe = self.pipeline(kind)
         steps = int(steps) if steps not in (None, "") else pipe.default_steps
         num_samples = int(np.clip(num_samples, 1, 4))
         spec = identity_spec(identity, mix_a, mix_b, mix_weight, pipe)
         do_compare = compare and len(pipe.available_steps) > 1 and steps != pipe.teacher_steps
-        out = self._request_dir()
         stem = f"{_safe_stem(audio)}_{steps}steps_seed{seed}"
         progress(0.0, desc="loading model")
         pipe.model(steps)  # load (once) before timing anything, so timings measure generation only
         if do_compare:
             pipe.model(pipe.teacher_steps)
 
-        # progress: sampling takes [0, r0), then the videos share [r0, 0.97) equally
+        # progress: sampling takes [0, r0), then the videos share [r0, 0.97) equally, frame by frame
         r0 = 0.3 if do_compare else 0.2
         n_videos = 1 + int(do_compare) + int(num_samples > 1)
 
         def sampling(lo: float, hi: float, what: str):
             return lambda f, d: progress(lo + (hi - lo) * f, desc=f"{what}: {d}")
 
-        def rendering(k: int, desc: str) -> None:
-            progress(r0 + (0.97 - r0) * k / n_videos, desc=desc)
+        def rendering(k: int, desc: str):
+            """Per-frame callback for video ``k`` of ``n_videos`` (throttled: gradio sends each update)."""
+            last = [0.0]
+
+            def report(i: int, total: int) -> None:
+                now = time.perf_counter()
+                if i == total or now - last[0] >= 0.25:
+                    last[0] = now
+                    frac = (k + i / max(total, 1)) / n_videos
+                    progress(r0 + (0.97 - r0) * frac, desc=f"{desc}: frame {i}/{total}")
+
+            report(0, 1)
+            return report
 
         tic = time.perf_counter()
         anims = pipe(audio, steps=steps, identity=spec, num_samples=num_samples, seed=seed,
                      progress=sampling(0.0, 0.2, f"{steps}-step model"), max_seconds=self.max_seconds)
         main = anims[0]
         student, student_s = main, time.perf_counter() - tic
+        timeline["sampled"] = time.time()
+        scores = {k: float(v) for k, v in main.identity_scores.items()}
+        extra: list[str] = []
 
+        # 1. the live preview, as soon as sampling ends (old videos, plot and files are cleared meanwhile)
+        tiles = anims
+        labels = ([f"{steps} steps · seed {a.seed}" for a in anims] if num_samples > 1
+                  else [f"{main.model} · {steps} steps · seed {main.seed}"])
+        compare_md = ""
+        if do_compare:
+            compare_md = f"#### Teacher vs student\nRunning the {pipe.teacher_steps}-step teacher for comparison…"
+        elif compare:
+            compare_md = ("Nothing to compare: this checkpoint has a single model."
+                          if len(pipe.available_steps) == 1 else
+                          f"You chose the teacher ({steps} steps); choose a student's steps to compare with it.")
+        pending = ["Rendering the mp4 videos now; the live preview above plays already."]
+        hidden = gr.update(value=None, visible=False)
+        yield (None, preview_html(tiles, labels), hidden, gr.update(value=compare_md, visible=bool(compare_md)),
+               hidden, scores, None, timings_markdown(main, None, time.perf_counter() - wall, pending), None)
+        timeline["preview"] = time.time()
+        preview_s = time.perf_counter() - wall
+
+        # 2. plot and the animation files
+        progress(r0 * 0.5 if do_compare else r0, desc="exporting files")
+        files = self._export(main, out / stem, extra)
+        plot = channel_plot(main)
+        yield (gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), plot, gr.skip(), files)
+
+        # 3. the teacher, when comparing: its tile joins the preview
         teacher = None
         if do_compare:
             if num_samples > 1:  # time the student on one sample, as the teacher is
@@ -249,80 +329,86 @@ class Talker:
                              progress=sampling(0.2, r0, f"teacher ({pipe.teacher_steps} steps)"),
                              max_seconds=self.max_seconds)
             teacher_s = time.perf_counter() - tic
-
-        rendering(0, f"rendering the video ({self.main_size} px)")
-        video, render_s = self._render(render_animation, main, out / f"{stem}.mp4", size=self.main_size)
-        extra: list[str] = []
-
-        compare_video = None
-        compare_md = ""
-        if teacher is not None:
-            rendering(1, "rendering teacher vs student")
-            labels = [f"teacher · {pipe.teacher_steps} steps · {teacher_s:.2f} s",
-                      f"student · {steps} steps · {student_s:.2f} s"]
-            compare_video, _ = self._render(render_grid, [teacher, student], out / f"{stem}_teacher_vs_student.mp4",
-                                            labels=labels, size=self.tile_size, cols=2, audio=main.audio)
             speedup = teacher_s / max(student_s, 1e-9)
             sample_speedup = teacher.timings.get("sample", 0.0) / max(student.timings.get("sample", 0.0), 1e-9)
             compare_md = ("#### Teacher vs student\n"
                           f"**Speed-up: {speedup:.1f}×** end to end ({teacher_s:.2f} s → {student_s:.2f} s); "
                           f"{sample_speedup:.1f}× in the denoising loop "
                           f"({pipe.teacher_steps} → {steps} steps, same seed and identity).")
-        elif compare:
-            compare_md = ("Nothing to compare: this checkpoint has a single model."
-                          if len(pipe.available_steps) == 1 else
-                          f"You chose the teacher ({steps} steps); choose a student's steps to compare with it.")
+            pair = [f"teacher · {pipe.teacher_steps} steps · {teacher_s:.2f} s",
+                    f"student · {steps} steps · {student_s:.2f} s"]
+            tiles = [teacher, student, *anims[1:]]
+            labels = pair + labels[1:]
+            yield (gr.skip(), preview_html(tiles, labels), gr.skip(), gr.update(value=compare_md, visible=True),
+                   gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
 
-        diversity_video = None
+        # 4. the videos: the download path, rendered while the user already watches the preview
+        desc = f"rendering the video ({self.main_size} px)"
+        video, render_s = self._render(render_animation, main, out / f"{stem}.mp4", size=self.main_size,
+                                       progress=rendering(0, desc))
+        compare_video = diversity_video = None
+        if teacher is not None:
+            compare_video, cmp_s = self._render(
+                render_grid, [teacher, student], out / f"{stem}_teacher_vs_student.mp4", labels=pair,
+                size=self.tile_size, cols=2, audio=main.audio, progress=rendering(1, "rendering teacher vs student"))
+            render_s += cmp_s
         if num_samples > 1:
-            rendering(n_videos - 1, f"rendering {num_samples} diversity samples")
             diversity_video, div_s = self._render(
                 render_grid, anims, out / f"{stem}_diversity.mp4", labels=[f"seed {a.seed}" for a in anims],
-                size=self.tile_size, cols=2 if num_samples == 4 else None, audio=main.audio)
+                size=self.tile_size, cols=2 if num_samples == 4 else None, audio=main.audio,
+                progress=rendering(n_videos - 1, f"rendering {num_samples} diversity samples"))
+            render_s += div_s
             extra.append(f"Diversity grid: {num_samples} samples (seeds {seed}–{seed + num_samples - 1}), "
                          f"rendered in {div_s:.2f} s.")
+        timeline["videos"] = time.time()
+        wall_s = time.perf_counter() - wall
+        timings = timings_markdown(main, render_s, wall_s, extra, preview_s=preview_s)
+        progress(1.0, desc="done")
+        # the last yield carries every output (what an API client receives), the preview unchanged
+        yield (
+            str(video),
+            preview_html(tiles, labels),
+            gr.update(value=str(compare_video) if compare_video else None, visible=compare_video is not None),
+            gr.update(value=compare_md, visible=bool(compare_md)),
+            gr.update(value=str(diversity_video) if diversity_video else None, visible=diversity_video is not None),
+            scores,
+            plot,
+            timings,
+            [str(video), *files],
+        )
 
-        progress(0.97, desc="exporting files")
-        files = [str(video)]
-        formats = [".npy", ".csv", ".glb"] if main.kind == "blendshape" else [".npy", ".glb"]
+    @staticmethod
+    def _export(anim: Animation, stem: Path, notes: list[str]) -> list[str]:
+        """npy (+ json, and a vertex model's template/faces), Live Link CSV and GLB beside ``stem``; paths."""
+        from diffusiontalker.export import export_animation
+
+        files: list[str] = []
+        formats = [".npy", ".csv", ".glb"] if anim.kind == "blendshape" else [".npy", ".glb"]
         for suffix in formats:
             try:
-                path = Path(export_animation(main, out / f"{stem}{suffix}"))
+                path = Path(export_animation(anim, stem.with_name(stem.name + suffix)))
             except DiffusionTalkerError as e:
-                extra.append(f"{suffix[1:]} export unavailable: {e}")
+                notes.append(f"{suffix[1:]} export unavailable: {e}")
                 continue
             files.append(str(path))
             if suffix == ".npy":  # names/metadata json, and the template/faces of vertex animations
                 files += [str(path.with_suffix(s)) for s in (".json", ".template.npy", ".faces.npy")
                           if path.with_suffix(s).exists()]
-
-        wall_s = time.perf_counter() - wall
-        timings = timings_markdown(main, render_s, wall_s, extra)
-        scores = {k: float(v) for k, v in main.identity_scores.items()}
-        progress(1.0, desc="done")
-        return (
-            str(video),
-            preview_html(anims),
-            gr.update(value=str(compare_video) if compare_video else None, visible=compare_video is not None),
-            gr.update(value=compare_md, visible=bool(compare_md)),
-            gr.update(value=str(diversity_video) if diversity_video else None, visible=diversity_video is not None),
-            scores,
-            channel_plot(main),
-            timings,
-            files,
-        )
+        return files
 
 
-def preview_html(anims: list[Animation]) -> str:
-    """Hook for the WebGL live preview (``diffusiontalker.render.preview``): HTML for the ``#preview`` element.
+def preview_html(anims: list[Animation], labels: list[str] | None = None) -> str:
+    """The WebGL live preview (``diffusiontalker.render.preview``): HTML for the ``#preview`` element, one tile
+    per animation on one audio clock (the first animation's audio).
 
-    Returns "" while no player is installed or when it fails: the preview is a bonus, the mp4 is the result.
+    Returns "" when no player is installed or when it fails: the preview is a bonus, the mp4 is the result.
     """
     try:
         from diffusiontalker.render import preview
     except ImportError:
         return ""
-    labels = [f"seed {a.seed}" for a in anims] if len(anims) > 1 else [f"{anims[0].model} · seed {anims[0].seed}"]
+    if labels is None:
+        labels = [f"seed {a.seed}" for a in anims] if len(anims) > 1 else [f"{anims[0].model} · seed {anims[0].seed}"]
     try:
         return str(preview.preview_html(anims, labels=labels, embed_player=False, embed_head=False))
     except Exception as e:  # noqa: BLE001 - never lose a finished generation to the preview
@@ -339,7 +425,7 @@ def preview_component() -> gr.HTML:
         head, js = preview.player_head(), preview.JS_ON_LOAD
     except Exception as e:  # noqa: BLE001 - no player: an empty placeholder
         logger.info("no live preview player: %s", e)
-    return gr.HTML("", label="Live preview", elem_id="preview", head=head, js_on_load=js)
+    return gr.HTML("", label="Live 3D preview", elem_id="preview", head=head, js_on_load=js, scale=3, min_width=300)
 
 
 # --- layout --------------------------------------------------------------------------------------------------------
@@ -394,8 +480,10 @@ def build_demo(pipeline: Pipeline, vertex_pipeline: Pipeline | None = None,
                                 example_labels=[Path(p).stem for p in examples])
             with gr.Column(scale=3, min_width=360):
                 with gr.Row(equal_height=False):
-                    video = gr.Video(label="Animation", elem_id="main-video", interactive=False, min_width=280)
-                    preview = preview_component()  # WebGL live preview (diffusiontalker.render.preview)
+                    # the live WebGL preview shows the result first; the mp4 follows (the download path)
+                    preview = preview_component()  # (diffusiontalker.render.preview)
+                    video = gr.Video(label="Video (mp4)", elem_id="main-video", interactive=False, scale=2,
+                                     min_width=240)
                 # grid tiles carry their own labels (steps, time, seed): gradio's floating label would cover them
                 compare_md = gr.Markdown(visible=False, label="Speed-up")
                 compare_video = gr.Video(label="Teacher vs student", show_label=False, visible=False,
@@ -436,7 +524,7 @@ def launch_options(host: str = "127.0.0.1", port: int = 7860, share: bool = Fals
     """Keyword arguments for ``demo.launch`` (theme and CSS go to launch in Gradio 6)."""
     return dict(server_name=host, server_port=port, share=share, show_error=True, css=CSS,
                 theme=gr.themes.Soft(primary_hue="indigo"),
-                allowed_paths=[str(EXAMPLES_DIR)] if EXAMPLES_DIR.is_dir() else None)
+                allowed_paths=[str(EXAMPLES_DIR)] if EXAMPLES_DIR.is_dir() else None, max_file_size=MAX_UPLOAD)
 
 
 def _default_host() -> str:

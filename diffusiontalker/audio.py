@@ -29,8 +29,12 @@ def num_frames(num_samples: int, sample_rate: int = SAMPLE_RATE, fps: int = FPS)
     return max(1, int(round(num_samples * fps / sample_rate)))
 
 
-def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
-    """Decode any container ffmpeg knows (m4a/aac, video files, ...) to 16 kHz mono via imageio-ffmpeg's binary."""
+def _decode_with_ffmpeg(path: Path, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """Decode any container ffmpeg knows (m4a/aac, video files, ...) to 16 kHz mono via imageio-ffmpeg's binary.
+
+    With ``max_seconds`` at most a little more than that is decoded, so an hour-long upload costs no more than the
+    limit does (the caller then refuses it as too long).
+    """
     try:
         import imageio_ffmpeg
 
@@ -41,11 +45,17 @@ def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
         raise AudioError(f"cannot decode {path.name}: install imageio-ffmpeg (pip) or ffmpeg to read this format")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "decoded.wav"
-        proc = subprocess.run(
-            [exe, "-nostdin", "-v", "error", "-y", "-i", str(path), "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE),
-             "-f", "wav", str(out)],
-            capture_output=True, timeout=300,
-        )
+        limit = ["-t", f"{max_seconds + 1.0:.3f}"] if max_seconds is not None else []
+        try:
+            proc = subprocess.run(
+                [exe, "-nostdin", "-v", "error", "-y", "-i", str(path), "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE),
+                 *limit, "-f", "wav", str(out)],
+                capture_output=True, timeout=300,
+            )
+        except subprocess.TimeoutExpired:
+            raise AudioError(f"decoding {path.name} took over 300 s; convert it to wav and try again") from None
+        if b"does not contain any stream" in proc.stderr or b"matches no streams" in proc.stderr:
+            raise AudioError(f"{path.name} has no audio track; give a sound file (wav, flac, ogg, mp3 or m4a)")
         if proc.returncode != 0 or not out.exists() or out.stat().st_size <= 44:
             raise AudioError(
                 f"could not decode {path.name} as audio (is it a sound file?); use wav, flac, ogg, mp3 or m4a")
@@ -55,7 +65,14 @@ def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
     return data, sr
 
 
-def _read_file(path: Path) -> tuple[np.ndarray, int]:
+def _too_long(max_seconds: float, seconds: float | None = None) -> AudioError:
+    """The refusal of audio over the length limit (``seconds`` None: longer than the part decoded)."""
+    length = f"audio is {seconds:.1f} s long, over" if seconds is not None else "audio is longer than"
+    return AudioError(f"{length} the {max_seconds:.0f} s limit; cut it into shorter pieces or raise the limit "
+                      f"(DIFFUSIONTALKER_MAX_SECONDS)")
+
+
+def _read_file(path: Path, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     if not path.exists():
         raise AudioError(f"audio file not found: {path}; check the path")
     if path.is_dir():
@@ -66,11 +83,21 @@ def _read_file(path: Path) -> tuple[np.ndarray, int]:
 
     if path.suffix.lower() in _NATIVE_EXTS:
         try:
-            data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-            return data, sr
+            info = sf.info(str(path))
         except Exception:
-            pass  # fall through to ffmpeg, which also reads mislabelled files
-    return _decode_with_ffmpeg(path)
+            info = None  # not readable natively: fall through to ffmpeg, which also reads mislabelled files
+        if info is not None:
+            if max_seconds is not None and info.samplerate > 0 and info.frames / info.samplerate > max_seconds:
+                raise _too_long(max_seconds, info.frames / info.samplerate)  # refused before decoding it all
+            try:
+                data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+                return data, sr
+            except Exception:
+                pass
+    data, sr = _decode_with_ffmpeg(path, max_seconds)
+    if max_seconds is not None and len(data) > max_seconds * sr:
+        raise _too_long(max_seconds)
+    return data, sr
 
 
 def resample(audio: np.ndarray, sr_in: int, sr_out: int = SAMPLE_RATE) -> np.ndarray:
@@ -101,6 +128,8 @@ def load_audio(source: str | os.PathLike | np.ndarray, sr: int | None = None,
         if sr is None:
             raise AudioError("an audio array needs its sample rate: call load_audio(samples, sr=...)")
         data = np.asarray(source)
+        if not (np.issubdtype(data.dtype, np.floating) or np.issubdtype(data.dtype, np.integer)):
+            raise AudioError(f"audio array must hold integer or float samples, got dtype {data.dtype}")
         if data.ndim == 2 and data.shape[0] < data.shape[1] and data.shape[0] <= 16:
             data = data.T  # (C, N) -> (N, C)
         if data.ndim == 1:
@@ -114,11 +143,11 @@ def load_audio(source: str | os.PathLike | np.ndarray, sr: int | None = None,
         name = "audio array"
     else:
         path = Path(source)
-        data, rate = _read_file(path)
+        data, rate = _read_file(path, max_seconds)
         name = path.name
     if rate <= 0:
         raise AudioError(f"{name} has an invalid sample rate {rate}")
-    if data.shape[0] == 0:
+    if data.shape[0] == 0 or data.shape[1] == 0:
         raise AudioError(f"{name} holds no samples (zero length); give at least {min_seconds} s of speech")
     if not np.all(np.isfinite(data)):
         raise AudioError(f"{name} contains NaN or infinite samples; re-export the audio from your editor")
@@ -126,10 +155,11 @@ def load_audio(source: str | os.PathLike | np.ndarray, sr: int | None = None,
     if seconds < min_seconds:
         raise AudioError(f"audio is {seconds:.2f} s long; give at least {min_seconds} s of speech")
     if seconds > max_seconds:
-        raise AudioError(
-            f"audio is {seconds:.1f} s long, over the {max_seconds:.0f} s limit; cut it into shorter pieces "
-            f"or raise the limit (DIFFUSIONTALKER_MAX_SECONDS)")
-    mono = data.mean(axis=1)
+        raise _too_long(max_seconds, seconds)
+    full = float(np.max(np.abs(data)))
+    if full > 1.0:  # float files may exceed full scale: scale first, so the mix-down cannot overflow float32
+        data = data / np.float32(full)
+    mono = data.mean(axis=1, dtype=np.float64).astype(np.float32)
     mono = resample(mono, rate, SAMPLE_RATE)
     peak = float(np.max(np.abs(mono))) if mono.size else 0.0
     if peak > 1.0:  # float files may exceed full scale; keep the shape, bring into [-1, 1]

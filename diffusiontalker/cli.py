@@ -79,14 +79,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from diffusiontalker.checkpoint import read_config, read_ladder
+    from diffusiontalker.checkpoint import load_checkpoint, read_config, read_ladder
 
     rungs = read_ladder(args.checkpoint)
     for steps, path in sorted(rungs.items(), reverse=True):
-        cfg, meta = read_config(path)
+        model, cfg, meta = load_checkpoint(path)  # validates the weights too: files, shapes, NaN, no pickle
         m = cfg.model
+        params = sum(p.numel() for p in model.parameters())
         print(f"{path}: {steps} steps, {m.kind} output ({m.motion_dim} channels, {m.fps} fps), encoder {m.encoder}, "
-              f"d_model {m.d_model} x {m.n_layers} layers, identities {m.identity_names}")
+              f"d_model {m.d_model} x {m.n_layers} layers, identities {m.identity_names}, {params:,} parameters")
     if args.json:
         cfg, meta = read_config(rungs[max(rungs)])
         print(json.dumps({"config": cfg.to_dict(), "meta": meta, "steps": sorted(rungs)}, indent=2))

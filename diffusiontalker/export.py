@@ -12,7 +12,8 @@ Formats (``fmt`` or the file suffix):
   more than ``GLB_MAX_VERTEX_FRAMES`` frames the frames are sampled evenly (documented in ``extras``).
 * ``objzip`` — a zip of per-frame OBJ files (vertex animations, or blendshapes posed on the head).
 
-Blendshape values are clipped to [0, 1]. Every write goes to a temporary file that is renamed into place.
+Blendshape values are clipped to [0, 1]; animations holding NaN or infinite values are refused (ExportError).
+Every write goes to a temporary file that is renamed into place.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ def _save_npy(path: Path, arr: np.ndarray) -> Path:
 
 
 def _write_npy(anim: Animation, path: Path) -> None:
-    _save_npy(path, anim.values.astype(np.float32))
+    values = np.clip(anim.values, 0.0, 1.0) if anim.kind == "blendshape" else anim.values  # as every format
+    _save_npy(path, values.astype(np.float32))
     meta = anim.metadata()
     if anim.kind == "vertex" and anim.template is not None:
         meta["template_file"] = path.with_suffix(".template.npy").name
@@ -263,6 +265,9 @@ def export_animation(anim: Animation, path: str | os.PathLike, fmt: str | None =
         path = path.with_suffix(_FORMAT_SUFFIX[fmt])
     if path.exists() and path.is_dir():
         raise ExportError(f"{path} is a directory; give a file path ending in {_FORMAT_SUFFIX[fmt]}")
+    if not np.isfinite(anim.values).all() or (anim.template is not None and not np.isfinite(anim.template).all()):
+        raise ExportError("the animation holds NaN or infinite values, which no format can carry faithfully; "
+                          "clean them (np.nan_to_num) before exporting")
     _WRITERS[fmt](anim, path)
     return path
 
@@ -295,12 +300,26 @@ def _read_csv(path: Path) -> Animation:
     shape_cols = [i for i, n in enumerate(header) if i >= 2 and n not in _LIVELINK_ROTATIONS]
     names = [from_pascal(header[i]) for i in shape_cols]
     vals = np.array([[float(r[i]) for i in shape_cols] for r in data], np.float32).reshape(len(data), len(names))
-    fps = float(FPS)
-    if len(data) > 1:  # infer the rate from the timecodes (millisecond field) over the whole take
-        span = _parse_timecode(data[-1][0], fps) - _parse_timecode(data[0][0], fps)
-        if span > 0:
-            fps = float(round((len(data) - 1) / span))
-    return Animation(values=reorder(vals, names, ARKIT_52), fps=fps, kind="blendshape", names=ARKIT_52)
+    return Animation(values=reorder(vals, names, ARKIT_52), fps=_csv_fps([r[0] for r in data]), kind="blendshape",
+                     names=ARKIT_52)
+
+
+def _csv_fps(stamps: list[str]) -> float:
+    """The frame rate of a take from its timecodes: the millisecond field over the whole take, then (for short takes,
+    where rounding to 1 ms blurs it) the integer rate whose timecodes reproduce the first frames exactly."""
+    if len(stamps) < 2:
+        return float(FPS)
+    span = _parse_timecode(stamps[-1], FPS) - _parse_timecode(stamps[0], FPS)
+    n = len(stamps) - 1
+    if span <= 0:
+        return float(FPS)
+    estimate = n / span
+    lo, hi = n / (span + 0.001), n / max(span - 0.001, 1e-6)  # each end is rounded to the nearest ms
+    first = int(_parse_timecode(stamps[0], FPS))  # whole seconds before the first frame
+    candidates = range(max(1, int(lo)), min(int(np.ceil(hi)), int(lo) + 240) + 1)
+    fits = [f for f in candidates
+            if all(timecode(first * f + i, f) == s for i, s in enumerate(stamps[:64]))]
+    return float(min(fits, key=lambda f: abs(f - estimate)) if fits else round(estimate))
 
 
 def _read_beat(path: Path) -> Animation:

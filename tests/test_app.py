@@ -4,7 +4,10 @@ back as messages and the server keeps serving."""
 
 from __future__ import annotations
 
+import html
+import json
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -55,24 +58,71 @@ def test_identity_choice_maps_to_pipeline_spec(pipe):
     assert app.identity_spec(app.MIX, "ava", "ava", 0.25, pipe) == "ava"
 
 
-def test_generate_callback_returns_files_and_outputs(pipe, tmp_path):
+class Recorder:
+    """Stands in for gr.Progress: records (fraction, description) calls."""
+
+    def __init__(self):
+        self.calls: list[tuple[float, str]] = []
+
+    def __call__(self, fraction, desc=None, **_):
+        self.calls.append((float(fraction), desc or ""))
+
+
+def tile_labels(preview: str) -> list[str]:
+    """The tile labels of a live-preview snippet (its JSON payload sits in the data-dt-anim attribute)."""
+    payload = re.search(r'data-dt-anim="([^"]*)"', preview).group(1)
+    return [a["label"] for a in json.loads(html.unescape(payload))["anims"]]
+
+
+def run(gen) -> list[tuple]:
+    """All values a generator callback yields (the app's event is a generator: preview first, videos last)."""
+    return list(gen)
+
+
+def test_generate_yields_the_preview_before_rendering_any_video(pipe, tmp_path):
     demo = app.build_demo(pipe, output_root=tmp_path)
     short = save_wav(tmp_path / "short.wav", speechlike(0.5, seed=1))
-    (video, preview, cmp_video, cmp_md, div_video, scores, plot, timings, files) = demo.talker.generate(
-        str(short), "blendshape", 2, app.MIX, "ava", "ben", 0.3, 2, 5, True)
+    rec = Recorder()
+    gen = demo.talker.generate(str(short), "blendshape", 2, app.MIX, "ava", "ben", 0.3, 2, 5, True, rec)
+    first = next(gen)
+    assert not list(tmp_path.rglob("*.mp4"))  # nothing rendered yet: the preview never waits for a video
+    steps = [first, *gen]
+    last = steps[-1]
+    # 1st yield: the live preview (both samples as tiles), scores and timings; no video yet, old outputs cleared
+    video, preview, cmp_video, cmp_md, div_video, scores, plot, timings, files = first
+    assert video is None and files is None and plot is None
+    assert 'data-dt-player="1"' in preview and "<script" not in preview
+    assert tile_labels(preview) == ["2 steps · seed 5", "2 steps · seed 6"]
+    assert not cmp_video["visible"] and not div_video["visible"]
+    assert "Running the 8-step teacher" in cmp_md["value"]
+    assert set(scores) == {"ava", "ben", "cy"}
+    assert "running…" in timings
+    # then the plot and files, then the teacher's tile, then the videos
+    previews = [tile_labels(s[1]) for s in steps[1:-1] if isinstance(s[1], str)]
+    assert len(previews) == 1 and previews[0][0].startswith("teacher · 8 steps")
+    assert previews[0][1].startswith("student · 2 steps") and previews[0][2] == "2 steps · seed 6"
+    # rendering moved the progress bar frame by frame, forwards
+    frames = [(f, d) for f, d in rec.calls if "frame" in d]
+    assert len(frames) >= 3 and any("teacher vs student" in d for _, d in frames)
+    assert [f for f, _ in frames] == sorted(f for f, _ in frames) and frames[-1][0] <= 0.97
+    assert rec.calls[-1] == (1.0, "done")
+    # the last yield carries every output (what gradio_client receives)
+    video, preview, cmp_video, cmp_md, div_video, scores, plot, timings, files = last
     assert Path(video).suffix == ".mp4" and Path(video).stat().st_size > 0
-    assert isinstance(preview, str)
+    assert tile_labels(preview) == previews[0]
     assert cmp_video["visible"] and Path(cmp_video["value"]).exists()
     assert "Speed-up" in cmp_md["value"] and "8 → 2 steps" in cmp_md["value"]
     assert div_video["visible"] and Path(div_video["value"]).exists()
     assert set(scores) == {"ava", "ben", "cy"} and abs(sum(scores.values()) - 1) < 1e-4
     assert plot.axes and {line.get_label() for line in plot.axes[0].lines} >= {"jawOpen", "eyeBlinkLeft"}
-    assert "real-time factor" in timings and "mix" in timings
+    assert "real-time factor" in timings and "mix" in timings and "running…" not in timings
     suffixes = sorted(Path(f).suffix for f in files)
     assert suffixes == [".csv", ".glb", ".json", ".mp4", ".npy"]
     assert all(Path(f).is_relative_to(tmp_path) for f in files)
+    timeline = demo.talker.last_timeline
+    assert timeline["start"] <= timeline["sampled"] <= timeline["preview"] <= timeline["videos"]
     # every request writes into its own folder
-    _, *_, files2 = demo.talker.generate(str(short), "blendshape", 1, app.AUTO, None, None, 0.5, 1, 0, False)
+    *_, files2 = run(demo.talker.generate(str(short), "blendshape", 1, app.AUTO, None, None, 0.5, 1, 0, False))[-1]
     assert Path(files2[0]).parent != Path(files[0]).parent
 
 
@@ -80,9 +130,21 @@ def test_generate_turns_user_errors_into_gr_error(pipe, tmp_path):
     demo = app.build_demo(pipe, output_root=tmp_path)
     tiny = save_wav(tmp_path / "blip.wav", speechlike(0.05))
     with pytest.raises(gr.Error, match="at least 0.2 s"):
-        demo.talker.generate(str(tiny), "blendshape", 8, app.AUTO, None, None, 0.5, 1, 0, False)
+        run(demo.talker.generate(str(tiny), "blendshape", 8, app.AUTO, None, None, 0.5, 1, 0, False))
     with pytest.raises(gr.Error, match="Upload or record"):
-        demo.talker.generate(None, "blendshape", 8, app.AUTO, None, None, 0.5, 1, 0, False)
+        run(demo.talker.generate(None, "blendshape", 8, app.AUTO, None, None, 0.5, 1, 0, False))
+
+
+def test_page_lists_the_example_clips(pipe, tmp_path):
+    demo = app.build_demo(pipe, output_root=tmp_path)
+    examples = app.example_files()
+    if not examples:
+        pytest.skip("no example clips in assets/examples (python -m train.make_examples)")
+    datasets = [b for b in demo.blocks.values() if isinstance(b, gr.Dataset)]
+    assert len(datasets) == 1
+    assert [Path(s[0]["path"] if isinstance(s[0], dict) else s[0]).name for s in datasets[0].samples] == \
+        [Path(p).name for p in examples]
+    assert datasets[0].sample_labels == [Path(p).stem for p in examples]
 
 
 def test_importing_app_loads_and_launches_nothing():

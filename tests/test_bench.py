@@ -132,6 +132,8 @@ def test_app_section_times_the_generate_callback(results):
     app = results["app"]
     assert "Talker.generate" in app["method"], app["method"]
     assert app["size"] == 64 and app["steps"] == 16  # the tiny ladder has no 8-step rung: its default is used
+    if app["first_update"] is not None:  # a streaming callback: its first update comes before the video
+        assert 0 < app["first_update"] <= app["time"]
 
 
 def test_player_section_is_filled_from_json(tmp_path):

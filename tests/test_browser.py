@@ -1,5 +1,7 @@
-"""A real browser (Debian Chromium driven by the ``playwright`` package) uploads a wav, clicks Generate and gets a
-playing video. Never runs ``playwright install``: it uses the system Chromium.
+"""A real browser (Debian Chromium driven by the ``playwright`` package) uploads a wav, clicks Generate, sees the
+live WebGL preview first and then gets a playing video; an example clip loads when clicked. Prints the time from
+click to the first preview frame (and from the end of sampling to it) and from click to video. Never runs
+``playwright install``: it uses the system Chromium.
 
 Env knobs (for measuring by hand, not needed in CI):
     DIFFUSIONTALKER_SCREENSHOT=docs/app_screenshot.png   also save the screenshot there
@@ -25,8 +27,10 @@ from diffusiontalker.audio import save_wav
 from diffusiontalker.pipeline import Pipeline
 
 CHROMIUM = Path("/usr/bin/chromium")
+# ANGLE + SwiftShader give WebGL2 without a GPU, so the live preview draws (as in test_player_browser.py)
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--use-gl=angle",
+                 "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
 
 
 def _require_chromium():
@@ -86,15 +90,41 @@ def test_browser_upload_generate_shows_video(tiny_ladder, tmp_path):
                     box = page.locator("#samples input[type=number]")
                     box.fill(os.environ["DIFFUSIONTALKER_BROWSER_SAMPLES"])
                     box.press("Enter")
+                page.evaluate("() => document.querySelector('#generate').addEventListener('click', () => "
+                              "{ window.dtClickedAt = performance.now(); }, {capture: true})")
                 tic = time.perf_counter()
                 page.click("#generate")
+                # preview first: the WebGL player draws the result while the mp4 is still rendering
+                page.wait_for_selector("#preview canvas[data-ready='1']", state="attached", timeout=300_000)
+                first = page.evaluate("""() => { const p = window.dtPlayers['dt-preview'];
+                    return {clickToFrame: p.firstFrameAt - window.dtClickedAt,
+                            frameEpoch: (performance.timeOrigin + p.firstFrameAt) / 1000, tiles: p.tiles.length,
+                            frames: p.tiles[0].T, error: p.el.getAttribute('data-error')}; }""")
                 page.wait_for_selector("#main-video video[src]", state="attached", timeout=300_000)
                 click_to_video = time.perf_counter() - tic
-                print(f"click-to-video: {click_to_video:.1f} s for a {seconds:g} s clip "
-                      f"({page.input_value('#steps input')})")
+                timeline = demo.talker.last_timeline
+                after_sampling = first["frameEpoch"] - timeline["sampled"]
+                steps_label = page.input_value("#steps input")
+                print(f"click-to-first-preview-frame: {first['clickToFrame'] / 1000:.2f} s "
+                      f"({after_sampling:.2f} s after sampling ended); click-to-video: {click_to_video:.1f} s; "
+                      f"for a {seconds:g} s clip ({steps_label}, {first['tiles']} preview tile(s))")
+                assert first["error"] is None and first["tiles"] >= 1
+                assert abs(first["frames"] - round(seconds * 30)) <= 1
+                assert first["frameEpoch"] < timeline["videos"]  # the preview was drawn before the videos were done
                 src = page.get_attribute("#main-video video", "src")
                 assert src and (".mp4" in src or src.startswith("blob:"))
                 page.wait_for_timeout(1500)  # let the plot and the other outputs paint
+                # the videos' arrival did not remount the player (its audio keeps playing); with "compare" the
+                # teacher's tile remounted it once before
+                mounted = page.evaluate("() => { const p = window.dtPlayers['dt-preview'];"
+                                        " return (performance.timeOrigin + p.mountedAt) / 1000; }")
+                assert mounted < timeline["videos"]
+                # show the preview mid-sentence for the screenshot
+                page.evaluate("""async () => { const a = window.dtPlayers['dt-preview'].audio;
+                    if (a.readyState < 1) await new Promise(r => a.addEventListener('loadedmetadata', r, {once: true}));
+                    await new Promise(r => { a.addEventListener('seeked', r, {once: true});
+                                             a.currentTime = a.duration * 0.45; });
+                    for (let i = 0; i < 3; i++) await new Promise(r => requestAnimationFrame(r)); }""")
                 print(page.inner_text("#timings"))
                 shot = tmp_path / "app_screenshot.png"
                 page.screenshot(path=str(shot), full_page=True)
@@ -102,6 +132,12 @@ def test_browser_upload_generate_shows_video(tiny_ladder, tmp_path):
                 if screenshot_copy:
                     Path(screenshot_copy).parent.mkdir(parents=True, exist_ok=True)
                     Path(screenshot_copy).write_bytes(shot.read_bytes())
+                # an example clip loads into the speech input when clicked
+                if app.example_files():
+                    name = Path(app.example_files()[0]).stem
+                    page.locator("button").filter(has_text=name).first.click()
+                    page.wait_for_selector(f"#audio-input a[download][href$='/{name}.wav']", state="attached",
+                                           timeout=30_000)
             finally:
                 browser.close()
     finally:

@@ -363,6 +363,9 @@ def _identity_summary(scores: list[list[float]], labels: list[int], names: Seque
     return result, {"names": list(names), "matrix": matrix.tolist()}
 
 
+MAX_DIVERSITY_IDENTITIES = 4  # across-identity diversity uses up to this many identities, spread over the list
+
+
 def evaluate_row(generate: Generate, clips: list[EvalClip], ctx: Context, seeds: int, timed: bool = True,
                  identities: bool = True, progress: Callable[[], None] | None = None,
                  details: dict | None = None) -> dict[str, float]:
@@ -390,7 +393,9 @@ def evaluate_row(generate: Generate, clips: list[EvalClip], ctx: Context, seeds:
             style_records.append((clip.speaker, style_statistics(samples[:, :T], ctx.names),
                                   style_statistics(clip.motion[:, :T], ctx.names)))
         if identities and len(ctx.identity_names) >= 2:
-            per_id = np.stack([generate(clip.audio, name, 1, 0)[0][0, :T] for name in ctx.identity_names])
+            names = ctx.identity_names[:: max(1, len(ctx.identity_names) // MAX_DIVERSITY_IDENTITIES)]
+            per_id = np.stack([generate(clip.audio, name, 1, 0)[0][0, :T]
+                               for name in names[:MAX_DIVERSITY_IDENTITIES]])
             row["diversity_identities"] = M.diversity(per_id, vertex=ctx.kind == "vertex")
         matched = matched or bool(match)
         if known and match:
