@@ -55,6 +55,7 @@ MAX_UPLOAD = os.environ.get("DIFFUSIONTALKER_APP_MAX_UPLOAD", "100mb")  # gradio
 CSS = """
 #title {text-align: center}
 #preview:empty {display: none}
+#preview .dt-player {margin-top: 30px}  /* below gradio's floating label, which would cover the tile labels */
 """
 
 
@@ -294,8 +295,7 @@ class Talker:
 
         # 1. the live preview, as soon as sampling ends (old videos, plot and files are cleared meanwhile)
         tiles = anims
-        labels = ([f"{steps} steps · seed {a.seed}" for a in anims] if num_samples > 1
-                  else [f"{main.model} · {steps} steps · seed {main.seed}"])
+        labels = [f"{steps} steps · seed {a.seed}" for a in anims]
         compare_md = ""
         if do_compare:
             compare_md = f"#### Teacher vs student\nRunning the {pipe.teacher_steps}-step teacher for comparison…"
@@ -425,7 +425,8 @@ def preview_component() -> gr.HTML:
         head, js = preview.player_head(), preview.JS_ON_LOAD
     except Exception as e:  # noqa: BLE001 - no player: an empty placeholder
         logger.info("no live preview player: %s", e)
-    return gr.HTML("", label="Live 3D preview", elem_id="preview", head=head, js_on_load=js, scale=3, min_width=300)
+    return gr.HTML("", label="Live 3D preview (drag to orbit, wheel to zoom)", show_label=True, container=True,
+                   elem_id="preview", head=head, js_on_load=js)
 
 
 # --- layout --------------------------------------------------------------------------------------------------------
@@ -481,7 +482,8 @@ def build_demo(pipeline: Pipeline, vertex_pipeline: Pipeline | None = None,
             with gr.Column(scale=3, min_width=360):
                 with gr.Row(equal_height=False):
                     # the live WebGL preview shows the result first; the mp4 follows (the download path)
-                    preview = preview_component()  # (diffusiontalker.render.preview)
+                    with gr.Column(scale=3, min_width=300):  # (gr.HTML ignores scale)
+                        preview = preview_component()  # (diffusiontalker.render.preview)
                     video = gr.Video(label="Video (mp4)", elem_id="main-video", interactive=False, scale=2,
                                      min_width=240)
                 # grid tiles carry their own labels (steps, time, seed): gradio's floating label would cover them

@@ -10,6 +10,7 @@ Env knobs (for measuring by hand, not needed in CI):
     DIFFUSIONTALKER_BROWSER_STEPS=2                      pick that rung of the ladder (default: the page's 8)
     DIFFUSIONTALKER_BROWSER_SECONDS=10                   length of the uploaded clip (default 1 s)
     DIFFUSIONTALKER_BROWSER_CHECKPOINT=checkpoints/x     serve this checkpoint instead of the tiny test ladder
+    DIFFUSIONTALKER_BROWSER_EXAMPLE=ava                  after the upload, click that example clip and animate it
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 from conftest import speechlike
 
 import app
@@ -49,6 +51,12 @@ def _require_chromium():
         pytest.fail(f"browser test cannot run under CI: {problem}")
     print(f"skipping the browser test: {problem}")
     pytest.skip(problem)
+
+
+def _load_example(page, name: str) -> None:
+    """Click an example clip under the Generate button and wait until the speech input holds it."""
+    page.locator("button").filter(has_text=name).first.click()
+    page.wait_for_selector(f"#audio-input a[download][href$='/{name}.wav']", state="attached", timeout=30_000)
 
 
 def _free_port() -> int:
@@ -81,6 +89,10 @@ def test_browser_upload_generate_shows_video(tiny_ladder, tmp_path):
                 page.set_input_files("#audio-input input[type=file]", str(wav))
                 page.wait_for_selector("#audio-input audio, #audio-input wave, #audio-input .waveform-container",
                                        state="attached", timeout=30_000)  # the upload reached the component
+                example = os.environ.get("DIFFUSIONTALKER_BROWSER_EXAMPLE")
+                if example:
+                    _load_example(page, example)
+                    seconds = sf.info(str(app.EXAMPLES_DIR / f"{example}.wav")).duration
                 if os.environ.get("DIFFUSIONTALKER_BROWSER_STEPS"):
                     page.click("#steps input")
                     page.get_by_role("option", name=f"{os.environ['DIFFUSIONTALKER_BROWSER_STEPS']} steps").click()
@@ -133,11 +145,8 @@ def test_browser_upload_generate_shows_video(tiny_ladder, tmp_path):
                     Path(screenshot_copy).parent.mkdir(parents=True, exist_ok=True)
                     Path(screenshot_copy).write_bytes(shot.read_bytes())
                 # an example clip loads into the speech input when clicked
-                if app.example_files():
-                    name = Path(app.example_files()[0]).stem
-                    page.locator("button").filter(has_text=name).first.click()
-                    page.wait_for_selector(f"#audio-input a[download][href$='/{name}.wav']", state="attached",
-                                           timeout=30_000)
+                if app.example_files() and not example:
+                    _load_example(page, Path(app.example_files()[0]).stem)
             finally:
                 browser.close()
     finally:

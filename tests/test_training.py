@@ -138,3 +138,20 @@ def test_audio_sample_rate_constant_matches_clips(clip_dir):
     clip = np.load(next((clip_dir / "train").glob("*.npz")))
     assert num_frames(len(clip["audio"])) == clip["motion"].shape[1]
     assert SAMPLE_RATE == 16000
+
+
+def test_make_vertex_clips_turns_blendshapes_into_head_offsets(clip_dir, tmp_path):
+    from diffusiontalker.data.clips import ClipDataset, read_clip
+    from diffusiontalker.render.rig import load_head
+    from train import make_vertex_clips
+
+    out = tmp_path / "vertex"
+    assert make_vertex_clips.main(["--src", str(clip_dir), "--out", str(out), "--max-clips", "2"]) == 0
+    head = load_head()
+    data = ClipDataset(out, split="train", window=None)
+    assert data.kind == "vertex" and data.motion_dim == 3 * len(head.neutral)
+    assert np.load(out / "faces.npy").shape == head.faces.shape
+    clip = read_clip(next((out / "train").glob("*.npz")))
+    src = read_clip(clip_dir / "train" / next((out / "train").glob("*.npz")).name)
+    expected = head.apply(src["motion"][0]) - head.neutral[None]  # take 0, by name (names are ARKit order here)
+    np.testing.assert_allclose(clip["motion"].reshape(expected.shape), expected, atol=1e-5)
