@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 DATA=${DATA:-data/synth}
 RUN=${RUN:-runs/default}
-ITERS=${ITERS:-1800}              # teacher iterations (cpu preset)
+ITERS=${ITERS:-4500}              # teacher iterations (cpu preset)
 ROUND_ITERS=${ROUND_ITERS:-150}   # distillation iterations per halving round down to 8, 4, 2, 1 steps
 HIGH_ITERS=${HIGH_ITERS:-40}      # ... and for the rounds 256 .. 16, whose students start close to their teacher
 CLIPS=${CLIPS:-150}               # synthetic clips per speaker
