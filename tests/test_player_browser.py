@@ -300,6 +300,8 @@ def measure(browser, tmp_path: Path) -> dict[str, float]:
 
 
 if __name__ == "__main__":
+    import json
+    import sys
     import tempfile
 
     from playwright.sync_api import sync_playwright
@@ -307,6 +309,14 @@ if __name__ == "__main__":
     preview.head_payload()  # built once per process, like the app does at start
     with sync_playwright() as p, tempfile.TemporaryDirectory() as tmp:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        for k, v in measure(b, Path(tmp)).items():
+        figures = measure(b, Path(tmp))
+        for k, v in figures.items():
             print(f"{k:36s} {v:10.2f}")
         b.close()
+    if len(sys.argv) > 2 and sys.argv[1] == "--json":  # the figures bench/bench.py puts in BENCHMARKS.md
+        # click -> first frame in a Gradio app whose callback only builds the snippet: the time a user waits for the
+        # preview after sampling ends
+        Path(sys.argv[2]).write_text(json.dumps({
+            "fps_single": figures["one_head_fps"], "fps_grid": figures["grid_2x2_fps"],
+            "first_frame_ms": figures["gradio_click_to_first_frame_ms"],
+            "page_load_to_first_frame_ms (10 s clip)": figures["one_head_load_to_first_frame_ms"]}, indent=2))

@@ -155,3 +155,18 @@ def test_make_vertex_clips_turns_blendshapes_into_head_offsets(clip_dir, tmp_pat
     src = read_clip(clip_dir / "train" / next((out / "train").glob("*.npz")).name)
     expected = head.apply(src["motion"][0]) - head.neutral[None]  # take 0, by name (names are ARKit order here)
     np.testing.assert_allclose(clip["motion"].reshape(expected.shape), expected, atol=1e-5)
+
+
+def test_merge_metrics_puts_teacher_first_and_recomputes_speedups(tmp_path):
+    from train.evaluate import BASELINE, merge_metrics
+
+    teacher = tmp_path / "teacher.json"
+    teacher.write_text(json.dumps({"rows": {"teacher-512": {"steps": 512, "s_per_s_audio": 2.0}},
+                                   "meta": {"clips": 3}}))
+    result = {"rows": {"student-8": {"steps": 8, "s_per_s_audio": 0.04}, BASELINE: {"steps": 0}},
+              "meta": {"teacher_steps": 512}}
+    merged = merge_metrics(result, [teacher])
+    assert list(merged["rows"]) == ["teacher-512", "student-8", BASELINE]
+    assert merged["rows"]["student-8"]["speedup"] == pytest.approx(50.0)
+    assert merged["rows"]["teacher-512"]["speedup"] == pytest.approx(1.0)
+    assert "teacher-512" in merged["meta"]["merged_rows"]

@@ -546,10 +546,7 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str 
     if bar is not None:
         bar.close()
 
-    ref = rows.get(f"teacher-{teacher}", {}).get("s_per_s_audio", float("nan"))
-    for label, row in rows.items():
-        rps = row.get("s_per_s_audio", float("nan"))
-        row["speedup"] = ref / rps if label != BASELINE and rps > 0 and math.isfinite(ref) else float("nan")
+    add_speedups(rows, teacher)
 
     meta = {
         "checkpoint": str(checkpoint), "data": str(data), "split": split, "kind": kind, "clips": len(clips),
@@ -608,6 +605,37 @@ def _fmt(v: float | None, style: str = "num") -> str:
     if v != 0 and abs(v) < 1e-3:
         return f"{v:.2e}"
     return f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
+
+
+def add_speedups(rows: dict[str, dict], teacher: int) -> None:
+    """speed-up of each row over the teacher row (ratio of seconds per second of audio)."""
+    ref = rows.get(f"teacher-{teacher}", {}).get("s_per_s_audio", float("nan"))
+    ref = float("nan") if ref is None else ref
+    for label, row in rows.items():
+        rps = row.get("s_per_s_audio", float("nan"))
+        rps = float("nan") if rps is None else rps
+        row["speedup"] = ref / rps if label != BASELINE and rps > 0 and math.isfinite(ref) else float("nan")
+
+
+def merge_metrics(result: dict, others: Sequence[str | os.PathLike]) -> dict:
+    """Add the rows of earlier metrics files (e.g. an expensive teacher-512 run on fewer clips) to ``result``,
+    teacher rows first; the meta records where each merged row came from."""
+    rows: dict[str, dict] = {}
+    merged: dict[str, str] = {}
+    for path in others:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        for name, row in doc["rows"].items():
+            if name not in result["rows"]:
+                rows[name] = row
+                merged[name] = f"{path} ({doc.get('meta', {}).get('clips')} clips)"
+    teacher_rows = {k: v for k, v in rows.items() if k.startswith("teacher-") and "DD" not in k}
+    result["rows"] = teacher_rows | result["rows"] | {k: v for k, v in rows.items() if k not in teacher_rows}
+    if BASELINE in result["rows"]:  # keep the baseline last
+        result["rows"][BASELINE] = result["rows"].pop(BASELINE)
+    teacher = max([r.get("steps") or 0 for r in teacher_rows.values()] + [result["meta"].get("teacher_steps") or 0])
+    add_speedups(result["rows"], teacher)
+    result["meta"]["merged_rows"] = merged
+    return result
 
 
 def format_table(metrics: dict) -> str:
@@ -672,6 +700,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-identity-diversity", action="store_true",
                     help="skip generating every clip once per identity (saves time)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--merge", nargs="*", default=[], metavar="METRICS_JSON",
+                    help="add the rows of earlier metrics files missing from this run (e.g. a teacher-512 run on "
+                         "fewer clips); speed-ups are recomputed against the merged teacher row")
     ap.add_argument("--out", default="metrics.json")
     ap.add_argument("--table", default="table.md")
     ap.add_argument("--quiet", action="store_true")
@@ -684,6 +715,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                           augment_seed=args.augment_audio, identity_only=args.identity_only)
         result["meta"]["command"] = "python -m train.evaluate " + shlex.join(
             sys.argv[1:] if argv is None else [str(a) for a in argv])
+        if args.merge:
+            result = merge_metrics(result, args.merge)
         write_outputs(result, args.out, args.table)
     except DiffusionTalkerError as e:
         print(f"error: {e}", file=sys.stderr)
