@@ -77,7 +77,7 @@ def distill_round(teacher: TalkerModel, cfg, data: ClipDataset, student_steps: i
             ema.update(student, step)
             step += 1
             bar.update(1)
-            if step % 50 == 0 or step == 1:
+            if step % 50 == 0 or step == 1 or step == iterations:
                 rec = {k: float(v.detach()) for k, v in losses.items()}
                 bar.set_postfix(loss=f"{rec['loss']:.4f}")
                 log.write(round=student_steps, step=step, lr=opt.param_groups[0]["lr"], **rec)

@@ -34,10 +34,30 @@ def _training_summary(run: Path) -> str:
     if not steps:
         return "not recorded"
     first, last = steps[0], steps[-1]
-    minutes = max(r.get("elapsed_s", 0) for r in rows) / 60
-    return (f"{last['step']} iterations in {minutes:.0f} min on this 2-core CPU; loss {first['loss']:.3f} -> "
+    # each --resume restarts the log's clock: add up the segments
+    seconds, segment, prev = 0.0, 0.0, -1.0
+    for r in rows:
+        e = r.get("elapsed_s", 0.0)
+        if e < prev:
+            seconds += segment
+        segment = prev = e
+    minutes = (seconds + segment) / 60
+    return (f"{last['step']} iterations in {minutes:.0f} min of wall-clock on a 2-core CPU shared with other jobs "
+            f"(about 5 iterations/s when idle); loss {first['loss']:.3f} -> "
             f"{last['loss']:.3f} (x0 {last.get('rec', float('nan')):.4f}, identity accuracy on the batch "
             f"{last.get('id_acc', float('nan')):.2f})")
+
+
+def _distill_summary(run: Path) -> str:
+    log = run / "ladder" / "distill_log.jsonl"
+    if not log.exists():
+        return "not recorded"
+    last: dict[int, int] = {}
+    for line in log.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            last[r["round"]] = max(last.get(r["round"], 0), r["step"])
+    return ", ".join(f"{n} steps: {it} iterations" for n, it in sorted(last.items(), reverse=True))
 
 
 def model_card(cfg: Config, steps: int, role: str, run: Path, data: Path, n_params: int, size_mb: float) -> str:
@@ -70,7 +90,7 @@ identity embeddings ({', '.join(m.identity_names)}), trained with an InfoNCE los
 samples with {steps} deterministic DDIM steps{origin}.
 
 ## Training budget
-{_training_summary(run)}. Distillation: {cfg.distill.iterations_per_round} iterations per halving round.
+{_training_summary(run)}. Distillation: {_distill_summary(run)}.
 Reproduce everything with `bash train/build_default.sh` (commit {_git_commit()}).
 
 ## Metrics (synthetic test split; `python -m train.evaluate`)
