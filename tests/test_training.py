@@ -170,3 +170,11 @@ def test_merge_metrics_puts_teacher_first_and_recomputes_speedups(tmp_path):
     assert merged["rows"]["student-8"]["speedup"] == pytest.approx(50.0)
     assert merged["rows"]["teacher-512"]["speedup"] == pytest.approx(1.0)
     assert "teacher-512" in merged["meta"]["merged_rows"]
+
+
+def test_identity_summary_without_known_speakers_is_nan_not_a_crash():
+    from train.evaluate import _identity_summary
+
+    result, confusion = _identity_summary([], [], ["ava", "ben"])
+    assert math.isnan(result["identity_top1"]) and result["identity_clips"] == 0
+    assert confusion["matrix"] == [[0, 0], [0, 0]]

@@ -353,7 +353,8 @@ def style_match(records: Sequence[tuple[str, dict[str, float], dict[str, float]]
 def _identity_summary(scores: list[list[float]], labels: list[int], names: Sequence[str]
                       ) -> tuple[dict[str, float], dict]:
     """Top-1 / top-3 accuracy and the confusion matrix (rows: true identity, columns: best match)."""
-    s, lab = np.asarray(scores, dtype=np.float64).reshape(len(labels), -1), np.asarray(labels, dtype=np.int64)
+    s = np.asarray(scores, dtype=np.float64).reshape(len(labels), len(names))  # (clips with a known speaker, K)
+    lab = np.asarray(labels, dtype=np.int64)
     matrix = np.zeros((len(names), len(names)), dtype=np.int64)
     if labels:
         np.add.at(matrix, (lab, s.argmax(1)), 1)
