@@ -64,6 +64,9 @@ def model_card(cfg: Config, steps: int, role: str, run: Path, data: Path, n_para
     m = cfg.model
     stats = json.loads((data / "stats.json").read_text()) if (data / "stats.json").exists() else {}
     table = (run / "table.md").read_text() if (run / "table.md").exists() else "_evaluation not run_\n"
+    vertex_note = ("- This vertex model is a small demonstration of the FLAME/VOCASET-style path (a short schedule "
+                   "on a few hundred clips of\n  the procedural head): compare its rows with the baseline row above "
+                   "before relying on it.\n" if m.kind == "vertex" else "")
     origin = " (the teacher)" if role == "teacher" else ", distilled progressively from the 512-step teacher"
     out_desc = (f"ARKit-52 blendshape weights (Apple order) at {m.fps} fps" if m.kind == "blendshape"
                 else f"vertex offsets of the procedural head ({m.motion_dim // 3} vertices) at {m.fps} fps")
@@ -99,7 +102,7 @@ Reproduce everything with `bash train/build_default.sh` (commit {_git_commit()})
 - Synthetic voices only: real recordings are a different distribution; jaw motion follows speech energy and
   phoneme classes, but fine lip shapes on real voices are approximate.
 - Identities are the synthetic speakers above; "auto" picks the nearest of them for any voice.
-- Train your own: `python -m train.prepare_beat --root BEAT --out data/beat --speakers 2 4 6 8`, then
+{vertex_note}- Train your own: `python -m train.prepare_beat --root BEAT --out data/beat --speakers 2 4 6 8`, then
   `python -m train.train_teacher --data data/beat --preset paper --encoder-path /path/to/hubert-base --out runs/beat`,
   `python -m train.distill --teacher runs/beat/teacher --data data/beat --out runs/beat/ladder --target 8`,
   `python -m train.evaluate --checkpoint runs/beat/ladder --data data/beat`.
