@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-from dataclasses import dataclass, field
 from html import unescape
 
 import numpy as np
@@ -16,23 +15,13 @@ from diffusiontalker.animation import Animation
 from diffusiontalker.arkit import ARKIT_52
 from diffusiontalker.errors import RenderError
 from diffusiontalker.render import preview
+from diffusiontalker.render.rig import HeadRig
 
 JAW = ARKIT_52.index("jawOpen")
 
 
-@dataclass
-class StandInRig:
-    """A tiny head-like mesh with the HeadRig fields: an icosphere whose lower front opens with jawOpen."""
-
-    neutral: np.ndarray
-    faces: np.ndarray
-    colors: np.ndarray
-    deltas: np.ndarray
-    regions: dict[str, np.ndarray] = field(default_factory=dict)
-    names: tuple[str, ...] = ARKIT_52
-
-
-def stand_in_rig(subdivisions: int = 3) -> StandInRig:
+def stand_in_rig(subdivisions: int = 3) -> HeadRig:
+    """A tiny head-like HeadRig: an icosphere whose lower front opens with jawOpen (any mesh must work)."""
     sphere = trimesh.creation.icosphere(subdivisions=subdivisions, radius=0.1)
     v = np.asarray(sphere.vertices, np.float32)  # (V, 3)
     f = np.asarray(sphere.faces, np.int32)  # (F, 3), outward winding
@@ -45,7 +34,7 @@ def stand_in_rig(subdivisions: int = 3) -> StandInRig:
     deltas[JAW, :, 1] = -0.03 * chin
     deltas[JAW, :, 2] = -0.01 * chin
     deltas[ARKIT_52.index("mouthSmileLeft"), mouth & (v[:, 0] > 0), 1] = 0.01
-    return StandInRig(v, f, colors, deltas, {"lips": np.flatnonzero(mouth)})
+    return HeadRig(v, f, colors, deltas, {"lips": np.flatnonzero(mouth)})
 
 
 def jaw_animation(frames: int = 60, fps: float = 30.0, switch: int = 30, audio: bool = True) -> Animation:
