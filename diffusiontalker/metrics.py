@@ -259,3 +259,21 @@ def jitter(values: np.ndarray, fps: float) -> float:
         return float("nan")
     acc = x[2:] - 2 * x[1:-1] + x[:-2]  # (T-2, D)
     return float(np.linalg.norm(acc, axis=-1).mean() * fps**2)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# tables
+def format_metric(v: float | None, style: str = "num") -> str:
+    """A metric for a table cell: '—' when missing or NaN; styles num (4 decimals, or scientific below 1e-3),
+    pct (0.93 -> 93%), x (speed-up, ×12.3), int."""
+    if v is None or not np.isfinite(v):
+        return "—"
+    if style == "pct":
+        return f"{100 * v:.0f}%"
+    if style == "x":
+        return f"×{v:.1f}"
+    if style == "int":
+        return f"{int(v)}"
+    if v != 0 and abs(v) < 1e-3:
+        return f"{v:.2e}"
+    return f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"

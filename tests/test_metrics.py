@@ -150,3 +150,16 @@ def test_full_arkit_layout_and_errors():
         M.lip_error(gt[:, :2], gt[:, :2], ["eyeBlinkLeft", "browInnerUp"])
     with pytest.raises(DiffusionTalkerError, match="mesh has 3 vertices"):
         M.lip_vertex_error(np.zeros((2, 3, 3)), np.zeros((2, 3, 3)), [5])
+
+
+def test_format_metric_cells():
+    from diffusiontalker.metrics import format_metric
+
+    assert format_metric(None) == "—" and format_metric(float("nan")) == "—"
+    assert format_metric(0.123456) == "0.1235"
+    assert format_metric(12.34) == "12.3"
+    assert format_metric(5e-4) == "5.00e-04"
+    assert format_metric(0.0) == "0.0000"
+    assert format_metric(0.934, "pct") == "93%"
+    assert format_metric(65.54, "x") == "×65.5"
+    assert format_metric(3.0, "int") == "3"

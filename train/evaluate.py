@@ -594,20 +594,6 @@ def _finite_or_none(x):
     return x
 
 
-def _fmt(v: float | None, style: str = "num") -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "—"
-    if style == "pct":
-        return f"{100 * v:.0f}%"
-    if style == "x":
-        return f"×{v:.1f}"
-    if style == "int":
-        return f"{int(v)}"
-    if v != 0 and abs(v) < 1e-3:
-        return f"{v:.2e}"
-    return f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
-
-
 def add_speedups(rows: dict[str, dict], teacher: int) -> None:
     """speed-up of each row over the teacher row (ratio of seconds per second of audio)."""
     ref = rows.get(f"teacher-{teacher}", {}).get("s_per_s_audio", float("nan"))
@@ -656,7 +642,7 @@ def format_table(metrics: dict) -> str:
     lines = ["| model | " + " | ".join(c[0] for c in cols) + " |",
              "|---|" + "|".join("---:" for _ in cols) + "|"]
     for name, row in metrics["rows"].items():
-        cells = [_fmt(row.get(key), style) if not (key == "steps" and name == BASELINE) else "—"
+        cells = [M.format_metric(row.get(key), style) if not (key == "steps" and name == BASELINE) else "—"
                  for _, key, style in cols]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     meta = metrics.get("meta", {})

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diffusiontalker.errors import DiffusionTalkerError
+from diffusiontalker.metrics import format_metric
 
 PAPER_SPEEDUP_8 = 65.5  # the paper's speed-up of its 8-step student over its teacher (its hardware and encoder)
 STUDENT_STEPS = (8, 4, 2, 1)
@@ -151,21 +152,14 @@ def _num(v) -> float | None:
 
 
 def fmt(v, style: str = "num") -> str:
-    """A metric for a table cell: '—' for missing / NaN; styles num, pct (0.93 -> 93%), x (speed-up), int."""
+    """A metric for a table cell: '—' for missing / NaN; styles num, pct (0.93 -> 93%), x (speed-up), int, signed
+    (a relative change, +6.3%)."""
     x = _num(v)
-    if x is None:
-        return "—"
-    if style == "pct":
-        return f"{100 * x:.0f}%"
-    if style == "x":
-        return f"×{x:.1f}" if x >= 1 else f"×{x:.2f}"
-    if style == "int":
-        return f"{int(x)}"
-    if style == "signed":
+    if x is not None and style == "signed":
         return f"{x:+.1%}"
-    if x != 0 and abs(x) < 1e-3:
-        return f"{x:.2e}"
-    return f"{x:.4f}" if abs(x) < 10 else f"{x:.1f}"
+    if x is not None and style == "x" and x < 1:
+        return f"×{x:.2f}"
+    return format_metric(x, style)
 
 
 def md_table(header: Sequence[str], rows: Sequence[Sequence[str]], text_columns: int = 1) -> str:
@@ -639,7 +633,7 @@ def section_real_data(runs: Runs) -> str:
         ["teacher, paper preset (HuBERT-base fine-tuned above its CNN, 8-layer d=512 denoiser, 100k iterations, "
          "batch 32)", "one A100/H100-class GPU", "roughly 4–10 h; about a quarter of that on 4 GPUs"],
         ["progressive distillation 512 → 8 (6 rounds × 5,000 iterations, two teacher passes per step)", "one GPU",
-         "roughly 2–5 h once `train.distill` can use a GPU — it runs on the CPU today (days with the paper preset)"],
+         "roughly 2–5 h (`train.distill` runs on the GPU when one is visible, or with `--device cuda`)"],
         ["evaluation (teacher-512 and student-8 over the test split)", "one GPU", "under an hour"],
     ]
     measured = []
@@ -663,8 +657,8 @@ def section_real_data(runs: Runs) -> str:
             "What to expect — **estimates, not measurements** (no GPU run was made for this report):\n\n"
             + md_table(["stage", "hardware", "estimate"], estimates, text_columns=3) + "\n" + cpu + "\n"
             "Identity matching on VOCASET's test subjects is not defined (they are unseen speakers): choose a "
-            "training identity by name or let `identity=\"auto\"` pick the closest style. Evaluation with "
-            "`--device cuda` has not been exercised in this project yet.\n")
+            "training identity by name or let `identity=\"auto\"` pick the closest style. Distillation and evaluation "
+            "on a GPU (`--device cuda`) have not been exercised in this project yet: no GPU was available to it.\n")
 
 
 def section_sources(runs: Runs) -> str:
