@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import importlib.util
+import shlex
 import re
 from pathlib import Path
 
@@ -46,3 +49,48 @@ def test_readme_api_example_runs(tmp_path, tiny_ladder, monkeypatch):
         assert out.exists() and out.stat().st_size > 0
         header = out.read_text(encoding="utf-8").splitlines()[0]
         assert "JawOpen" in header or "jawOpen" in header
+
+
+class _Parsed(Exception):
+    """Raised instead of running a command once its arguments are parsed."""
+
+
+def documented_commands(text: str) -> list[list[str]]:
+    """``python -m train.X ...`` command lines of the bash blocks in ``text`` (continuations joined, comments cut)."""
+    commands = []
+    for block in re.findall(r"^```bash\n(.*?)^```", text, flags=re.S | re.M):
+        joined = re.sub(r"\\\n\s*", " ", block)
+        for line in joined.splitlines():
+            line = line.split(" #")[0].strip()
+            if line.startswith("python -m train."):
+                commands.append(shlex.split(line)[2:])
+    for inline in re.findall(r"`(python -m train\.[^`]+)`", text):  # `python -m train.x --flag ...` in prose
+        if len(inline.split()) > 3:
+            commands.append(shlex.split(inline)[2:])
+    return commands
+
+
+@pytest.mark.parametrize("source", ["README.md", "train/report.py", "checkpoints/default/MODEL_CARD.md",
+                                    "checkpoints/default-vertex/MODEL_CARD.md"])
+def test_documented_training_commands_parse(source, monkeypatch):
+    """Every documented ``python -m train.X`` command is accepted by that module's own argument parser: a renamed
+    or misspelt flag in the docs fails here, not on a user's machine after a download."""
+    path = README.parent / source
+    text = path.read_text(encoding="utf-8")
+    if source.endswith(".py"):
+        from train.report import REAL_DATA_COMMANDS
+
+        text = f"```bash\n{REAL_DATA_COMMANDS}```\n"
+    commands = documented_commands(text)
+    assert len(commands) >= 3, f"{source}: expected the training commands, found {commands}"
+
+    def parse_only(self, args=None, namespace=None):
+        _, unknown = argparse.ArgumentParser.parse_known_args(self, args, namespace)
+        raise _Parsed(unknown)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_only)
+    for argv in commands:
+        module = importlib.import_module(argv[0])
+        with pytest.raises(_Parsed) as parsed:
+            module.main(argv[1:])
+        assert parsed.value.args[0] == [], f"{source}: `{' '.join(argv)}` has unknown arguments {parsed.value.args[0]}"

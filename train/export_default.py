@@ -102,7 +102,7 @@ Reproduce everything with `bash train/build_default.sh` (commit {_git_commit()})
 - Synthetic voices only: real recordings are a different distribution; jaw motion follows speech energy and
   phoneme classes, but fine lip shapes on real voices are approximate.
 - Identities are the synthetic speakers above; "auto" picks the nearest of them for any voice.
-{vertex_note}- Train your own: `python -m train.prepare_beat --root BEAT --out data/beat --speakers 2 4 6 8`, then
+{vertex_note}- Train your own: `python -m train.prepare_beat --beat BEAT --out data/beat --speakers 2 4 6 8`, then
   `python -m train.train_teacher --data data/beat --preset paper --encoder-path /path/to/hubert-base --out runs/beat`,
   `python -m train.distill --teacher runs/beat/teacher --data data/beat --out runs/beat/ladder --target 8`,
   `python -m train.evaluate --checkpoint runs/beat/ladder --data data/beat`.
