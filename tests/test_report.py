@@ -78,7 +78,8 @@ def fabricate_runs(root: Path, with_ablations: bool = True) -> Path:
                           identities=["everyone"]),
             "style": {"teacher-512": _style(0.1)}})
     _write(ab / "no_velocity" / "metrics.json",
-           {"rows": {"teacher-512": _row(512, 0.0533, 0.9, 1.0, jitter_ratio=3.4567, fdd=0.0123)},
+           {"rows": {"teacher-512": _row(512, 0.0533, 0.9, 1.0, jitter_ratio=3.4567, fdd=0.0123,
+                                            blink_ratio=0.4321)},
             "meta": _meta("python -m train.evaluate --checkpoint runs/ablations/no_velocity/teacher",
                           iterations=1000)})  # a smaller budget than the main teacher: the report must say so
     _write(ab / "facediffuser_style" / "metrics.json",
@@ -122,7 +123,7 @@ def test_report_from_fabricated_metrics_has_every_section_number_and_figure(tmp_
     assert "33%" in pers and "0.0888" in pers and "0.0999" in pers and "report_style.png" in pers
     assert "Budgets differ" not in pers
     losses = _section(text, "## 4. Ablation — losses")
-    assert "3.4567" in losses and "0.0123" in losses and "Budgets differ" in losses
+    assert "3.4567" in losses and "0.0123" in losses and "0.4321" in losses and "Budgets differ" in losses
     ident = _section(text, "## 5. Identity matching")
     assert "95%" in ident and "81%" in ident and "report_identity_confusion.png" in ident
     real = _section(text, "## 6. Training on BEAT / VOCASET")

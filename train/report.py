@@ -364,17 +364,18 @@ def section_main(runs: Runs, rel: str) -> str:
     out = ["## 1. Main table\n",
            "The synthetic test split (held-out sentences of the 10 training speakers), laid out like the paper's "
            "comparison. Each sample is conditioned on the clip's true speaker by name. Diversity: mean pairwise "
-           "distance between the seeded samples of one clip; id top-1: the audio → identity head's matching "
+           "distance between the seeded samples of one clip; blink ratio: the samples' blinks per minute over the "
+           "data's (the stochastic motion a model that averages loses); id top-1: the audio → identity head's matching "
            "accuracy; s / s audio: wall-clock seconds of generation per second of audio per sample; speed-up: "
            "over the 512-step teacher measured in the same run.\n"]
     if not m.ok:
         out.append(not_run(f"`{m.path}` is {m.problem}", MAIN_COMMAND))
         return "\n".join(out)
     key, label = _lip_key(m)
-    header = ["model", "steps", f"{label} ↓", "MVE ↓", "FDD (→0)", "diversity ↑", "id top-1 ↑", "s / s audio ↓",
-              "speed-up ↑"]
+    header = ["model", "steps", f"{label} ↓", "MVE ↓", "FDD (→0)", "diversity ↑", "blink ratio (→1)", "id top-1 ↑",
+              "s / s audio ↓", "speed-up ↑"]
     cols = [("steps", "int"), (key, "num"), ("mve", "num"), ("fdd", "num"), ("diversity_seeds", "num"),
-            ("identity_top1", "pct"), ("s_per_s_audio", "num"), ("speedup", "x")]
+            ("blink_ratio", "num"), ("identity_top1", "pct"), ("s_per_s_audio", "num"), ("speedup", "x")]
     table = []
     names = [m.teacher_row] + [f"student-{n}" for n in STUDENT_STEPS] + [BASELINE]
     for name in names:
@@ -511,13 +512,15 @@ def section_losses(runs: Runs, rel: str) -> str:
         return "\n".join(out)
     ref = m if m.ok else nv
     key, label = _lip_key(ref)
-    header = ["variant", "FDD (→0)", "jitter ratio (→1)", f"{label} ↓", "MVE ↓", "mouth std ratio (→1)"]
+    header = ["variant", "FDD (→0)", "jitter ratio (→1)", "blink ratio (→1)", f"{label} ↓", "MVE ↓",
+              "mouth std ratio (→1)"]
     table = []
     for vlabel, mm in (("velocity on (main)", m), ("velocity off", nv)):
         if not mm.ok:
             continue
         row = mm.row(mm.teacher_row if mm is m else "teacher-512") or {}
-        table.append([vlabel, fmt(row.get("fdd")), fmt(row.get("jitter_ratio")), fmt(row.get(key)),
+        table.append([vlabel, fmt(row.get("fdd")), fmt(row.get("jitter_ratio")), fmt(row.get("blink_ratio")),
+                      fmt(row.get(key)),
                       fmt(row.get("mve")), fmt(row.get("mouth_std_ratio"))])
     out.append(md_table(header, table))
     if m.ok:
@@ -718,9 +721,13 @@ def findings(runs: Runs) -> list[str]:
     if m.ok and nc.ok:
         a, b = m.row(m.teacher_row) or {}, nc.row("teacher-512") or {}
         if _num(a.get("identity_top1")) is not None and _num(b.get("identity_top1")) is not None:
+            key, label = _lip_key(m)
+            r = _relative(a.get(key), b.get(key))
+            cost = "" if r is None else (f"; {label} {fmt(a.get(key))} vs {fmt(b.get(key))} "
+                                         f"({fmt(r, 'signed')} {'worse' if r > 0 else 'better'} with the loss)")
             out.append(f"Personalisation: identity top-1 {fmt(a.get('identity_top1'), 'pct')} with the contrastive "
                        f"loss vs {fmt(b.get('identity_top1'), 'pct')} without (untrained head); smile-style r "
-                       f"{fmt(a.get('style_smile_r'))} vs {fmt(b.get('style_smile_r'))}.")
+                       f"{fmt(a.get('style_smile_r'))} vs {fmt(b.get('style_smile_r'))}{cost}.")
     ni = runs.ablations["no_identity"]
     if m.ok and ni.ok:
         a, b = m.row(m.teacher_row) or {}, ni.row("teacher-512") or {}
