@@ -3,7 +3,7 @@
 # and seed as the main model (runs/default, built by train/build_default.sh), each evaluated on the synthetic test
 # split; then identity matching of the main teacher on the whole test split, clean and with augmented audio.
 #
-#   nohup bash train/ablations.sh > runs/ablations.log 2>&1 &      # hours on a 2-core CPU; run in the background
+#   JOBS=2 nohup bash train/ablations.sh > runs/ablations.log 2>&1 &   # about 2 h on a 2-core CPU, in the background
 #   ITERS=2500 EVAL_CLIPS=40 ONLY="no_velocity identity" bash train/ablations.sh
 #   .venv/bin/python -m train.report                                 # then regenerate REPORT.md
 #
@@ -41,9 +41,26 @@ if [ ! -f "$DATA/stats.json" ]; then
       --seed 0
 fi
 main_iters=$(iterations "$MAIN/teacher")
-if [ "$main_iters" != "$ITERS" ]; then
+if [ "$main_iters" != "$ITERS" ] && [ -z "${ABLATION_CHILD:-}" ]; then
   stamp "note: the main teacher ($MAIN/teacher) has $main_iters iterations, the ablations get ITERS=$ITERS;" \
         "the report flags the budget difference"
+fi
+
+# JOBS=2: two groups of stages side by side, one thread each (on 2 cores about 1.6x the throughput of one job with
+# two threads: 3.4 + 3.4 it/s against 4.2 it/s for the cpu-preset teacher)
+if [ "${JOBS:-1}" = "2" ] && [ -z "${ABLATION_CHILD:-}" ]; then
+  pids=()
+  for group in "no_contrastive no_identity identity" "no_velocity facediffuser_style"; do
+    subset=""
+    for name in $group; do wanted "$name" && subset="$subset $name"; done
+    [ -n "$subset" ] || continue
+    stamp "stages${subset} in parallel (one thread)"
+    ABLATION_CHILD=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ONLY="$subset" bash "$0" & pids+=($!)
+  done
+  status=0
+  for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
+  stamp "done (status $status); regenerate the report with: $PY -m train.report"
+  exit "$status"
 fi
 
 # ablation NAME "TRAIN FLAGS" "EVALUATE FLAGS"
