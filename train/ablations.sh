@@ -17,6 +17,7 @@
 #                       FaceDiffuser), evaluated with ancestral DDPM over all 1024 steps (and DDIM-512)
 #   identity            the main teacher: identity matching only, test split clean / with augmented audio
 set -euo pipefail
+SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"  # this script, wherever it was started from
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 DATA=${DATA:-data/synth}
@@ -55,7 +56,7 @@ if [ "${JOBS:-1}" = "2" ] && [ -z "${ABLATION_CHILD:-}" ]; then
     for name in $group; do wanted "$name" && subset="$subset $name"; done
     [ -n "$subset" ] || continue
     stamp "stages${subset} in parallel (one thread)"
-    ABLATION_CHILD=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ONLY="$subset" bash "$0" & pids+=($!)
+    ABLATION_CHILD=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ONLY="$subset" bash "$SELF" & pids+=($!)
   done
   status=0
   for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
