@@ -3,7 +3,7 @@
 Architecture: a bidirectional transformer with band-limited self-attention (each frame sees ±``attn_window``
 frames) and a learned relative-position bias, conditioned on the diffusion time and the identity embedding by
 adaLN-Zero (Peebles & Xie 2023). Audio features (already at the motion frame rate) are concatenated to the noisy
-motion at the input.
+motion at the input; with ``global_context`` their utterance-level mean and std join the condition vector too.
 
 Why a band-limited transformer and not FaceDiffuser's bi-GRU: the bias and band depend only on frame offsets, so a
 model trained on 2–6 s windows runs unchanged on minutes of audio (the prototype ran 10 s clips after training on
@@ -39,6 +39,18 @@ def band_structure(mask: torch.Tensor, window: int) -> tuple[torch.Tensor, torch
     eye = torch.eye(T, dtype=torch.bool, device=mask.device)
     allowed = (rel.abs() <= window)[None] & (mask[:, None, :] | eye[None])  # (B, T, T)
     return rel, allowed[:, None]
+
+
+def pooled_stats(feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean and standard deviation over the valid frames: (B, T, C), mask (B, T) -> (B, 2C).
+
+    Padding cannot move them, so a clip gives the same vector alone or in a padded batch.
+    """
+    m = mask[..., None].to(feats.dtype)  # (B, T, 1)
+    n = m.sum(1).clamp_min(1.0)  # (B, 1)
+    mean = (feats * m).sum(1) / n
+    var = (((feats - mean[:, None]) * m) ** 2).sum(1) / n
+    return torch.cat([mean, torch.sqrt(var + 1e-6)], dim=-1)
 
 
 class BandAttention(nn.Module):
@@ -101,6 +113,9 @@ class Denoiser(nn.Module):
         self.input = nn.Linear((r or cfg.motion_dim) + cfg.audio_dim, d)
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
         self.identity_proj = nn.Linear(cfg.identity_dim, d)
+        # utterance context: masked mean and std of the audio features -> the condition vector (adaLN), beside
+        # time and identity
+        self.context_proj = nn.Linear(2 * cfg.audio_dim, d) if cfg.global_context else None
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.final_norm = nn.LayerNorm(d, elementwise_affine=False)
         self.final_modulation = nn.Linear(d, 2 * d)
@@ -114,7 +129,10 @@ class Denoiser(nn.Module):
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, audio: torch.Tensor, identity: torch.Tensor,
                 mask: torch.Tensor) -> torch.Tensor:
         """x_t (B, T, D), t (B,) long, audio (B, T, C), identity (B, E), mask (B, T) bool -> x0 (B, T, D)."""
-        cond = F.silu(self.time_mlp(timestep_embedding(t, self.time_dim)) + self.identity_proj(identity))  # (B, d)
+        cond = self.time_mlp(timestep_embedding(t, self.time_dim)) + self.identity_proj(identity)  # (B, d)
+        if self.context_proj is not None:
+            cond = cond + self.context_proj(pooled_stats(audio, mask))
+        cond = F.silu(cond)
         h = self.input(torch.cat([self.motion_in(x_t), audio], dim=-1))  # (B, T, d)
         rel, allowed = band_structure(mask, self.window)
         for block in self.blocks:

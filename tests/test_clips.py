@@ -98,6 +98,11 @@ def test_one_take_is_drawn_per_item_and_draws_repeat_per_seed(root):
     assert full["num_frames"] == num_frames(int(7.3 * SAMPLE_RATE))
     a = [ClipDataset(root, "train", seed=5)[2]["motion"][0, 0] for _ in range(2)]
     assert a[0] == a[1]
+    # every take at once (what validation compares against), untouched by windows and draws
+    takes = ClipDataset(root, "train", window=(2.0, 3.0), seed=0).takes(1)
+    assert takes.shape == (3, num_frames(int(3.1 * SAMPLE_RATE)), 52)
+    np.testing.assert_array_equal(takes[:, 0, 1], [0, 1, 2])
+    np.testing.assert_array_equal(takes[2, :, 0], np.arange(takes.shape[1]))
 
 
 def test_collate_pads_and_masks(root):

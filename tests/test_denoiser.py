@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from diffusiontalker.config import override, preset
-from diffusiontalker.denoiser import Denoiser, band_structure, timestep_embedding
+from diffusiontalker.denoiser import Denoiser, band_structure, pooled_stats, timestep_embedding
 
 
 def make(seed: int = 0, randomise: bool = True, **overrides) -> Denoiser:
@@ -126,3 +126,32 @@ def test_gradients_reach_all_layers():
     den(*inputs()).square().mean().backward()
     missing = [n for n, p in den.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing
+
+
+@torch.no_grad()
+def test_global_context_sees_the_whole_utterance_and_ignores_padding():
+    """With ``global_context`` a change far outside the attention band still moves frame 0 (through the pooled
+    mean/std of the audio), while padding after the clip moves nothing; without it, frame 0 cannot see that far."""
+    x, t, a, e, m = inputs(B=1, T=80)
+    far = a.clone()
+    far[:, 60:] += 2.0  # beyond the tiny preset's band (15) from frame 0, with one layer
+    plain, ctx = make(), make(model__global_context=True)
+    assert ctx.context_proj is not None and plain.context_proj is None
+    assert torch.allclose(plain(x, t, far, e, m)[:, 0], plain(x, t, a, e, m)[:, 0])
+    assert (ctx(x, t, far, e, m)[:, 0] - ctx(x, t, a, e, m)[:, 0]).abs().max() > 1e-3
+
+    short = ctx(x[:, :50], t, a[:, :50], e, m[:, :50])
+    m_pad, a_pad = m.clone(), a.clone()
+    m_pad[:, 50:] = False
+    a_pad[:, 50:] = 1e3  # garbage in the padding only
+    padded = ctx(x, t, a_pad, e, m_pad)
+    torch.testing.assert_close(padded[:, :50], short, atol=1e-5, rtol=1e-5)
+
+
+def test_pooled_stats_match_numpy():
+    feats = torch.randn(2, 9, 4)
+    mask = torch.tensor([[True] * 9, [True] * 5 + [False] * 4])
+    stats = pooled_stats(feats, mask)
+    assert stats.shape == (2, 8)
+    torch.testing.assert_close(stats[1, :4], feats[1, :5].mean(0))
+    torch.testing.assert_close(stats[1, 4:], feats[1, :5].std(0, unbiased=False), atol=1e-4, rtol=1e-4)

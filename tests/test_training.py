@@ -14,6 +14,7 @@ from conftest import speechlike
 from diffusiontalker.arkit import ARKIT_52
 from diffusiontalker.audio import SAMPLE_RATE, num_frames
 from diffusiontalker.checkpoint import load_checkpoint, read_ladder
+from diffusiontalker.config import preset
 from diffusiontalker.data.clips import compute_norm, write_clip, write_meta
 from diffusiontalker.training import EMA, lr_at, parse_overrides
 from train import distill as distill_script
@@ -112,6 +113,24 @@ def test_teacher_resume_distill_evaluate_end_to_end(clip_dir, tmp_path):
             if isinstance(value, float):
                 assert math.isfinite(value), (key, row)
     assert "|" in table.read_text()
+
+
+def test_validation_is_deterministic_and_covers_the_split(clip_dir):
+    """The same weights validate to the same number (all takes, fixed noise), and the picks span the split."""
+    from diffusiontalker.data.clips import ClipDataset
+    from diffusiontalker.schedule import NoiseSchedule
+
+    data = ClipDataset(clip_dir, split="train", window=None, cache=True)
+    cfg = train_teacher.config_for_data(preset("tiny"), data)
+    torch.manual_seed(0)
+    model = train_teacher.build_model(cfg, data)
+    schedule = NoiseSchedule(cfg.diffusion.num_train_timesteps)
+    first = train_teacher.validate(model, schedule, data, steps=2, max_clips=3)
+    second = train_teacher.validate(model, schedule, data, steps=2, max_clips=3)
+    assert first == second and 0 < first["val_lip_error"] < 10
+    assert train_teacher.spread(150, 16)[:2] == [0, 10] and train_teacher.spread(150, 16)[-1] == 149
+    assert len(set(train_teacher.spread(150, 16))) == 16
+    assert train_teacher.spread(3, 16) == [0, 1, 2] and train_teacher.spread(1, 16) == [0]
 
 
 def test_distillation_resumes_finished_rounds(clip_dir, tmp_path):

@@ -77,30 +77,38 @@ def build_model(cfg: Config, data: ClipDataset) -> TalkerModel:
 
 
 @torch.no_grad()
+def spread(n: int, k: int) -> list[int]:
+    """``min(k, n)`` distinct indices evenly spread over 0 .. n - 1, both ends included. Clips are sorted by name,
+    speaker first, so validating on the first k would see one or two speakers; spread picks see them all."""
+    return sorted({int(i) for i in np.linspace(0, n - 1, min(k, n)).round()})
+
+
 def validate(model: TalkerModel, schedule: NoiseSchedule, val: ClipDataset | None, steps: int = 8,
-             max_clips: int = 8) -> dict[str, float]:
-    """Lip error (blendshapes, mouth channels by name) or mean vertex error of 8-step DDIM samples on val clips."""
+             max_clips: int = 16) -> dict[str, float]:
+    """Lip error (blendshapes, mouth channels by name) or mean squared vertex error of 8-step DDIM samples on
+    ``max_clips`` val clips spread evenly over the split, averaged over every take of each clip: fixed noise and no
+    random take, so two validations of the same weights give the same number."""
     if val is None or len(val) == 0:
         return {}
     from diffusiontalker import metrics
 
     model.eval()
     errs, accs = [], []
-    for i in range(min(max_clips, len(val))):
+    for n, i in enumerate(spread(len(val), max_clips)):
         item = val[i]
         batch = collate([item])
         feats, mask = model.encode(batch["audio"], batch["audio_lengths"], batch["num_frames"])
         accs.append(float(model.identity.match(feats, mask)[0].argmax() == item["speaker"]))
         ident = model.identity.embed(batch["speaker"])
-        g = torch.Generator().manual_seed(i)
+        g = torch.Generator().manual_seed(n)
         x = sample(model, schedule, feats, mask, ident, steps, torch.randn(feats.shape[:2] + (model.cfg.motion_dim,),
                                                                            generator=g))
         pred = model.denormalise(x)[0].numpy()
-        gt = item["motion"].numpy()
+        takes = val.takes(i)  # (K, T, D)
         if model.cfg.kind == "blendshape":
-            errs.append(metrics.lip_error(np.clip(pred, 0, 1), gt, model.cfg.channel_names))
+            errs.append(np.mean([metrics.lip_error(np.clip(pred, 0, 1), gt, model.cfg.channel_names) for gt in takes]))
         else:
-            errs.append(float(np.mean((pred - gt) ** 2)))
+            errs.append(float(np.mean((pred[None] - takes) ** 2)))
     return {"val_lip_error": float(np.mean(errs)), "val_identity_acc": float(np.mean(accs))}
 
 

@@ -250,6 +250,14 @@ class ClipDataset(torch.utils.data.Dataset):
             self._cache[i] = clip
         return clip
 
+    def takes(self, i: int) -> np.ndarray:
+        """Every recorded take of clip ``i``, whole and unaugmented: (K, T, D) raw motion (K = 1 for a (T, D) clip).
+
+        Validation compares against all of them, so its number does not depend on which take a draw picked.
+        """
+        motion = self._clip(i)["motion"]
+        return motion if motion.ndim == 3 else motion[None]
+
     def rng_for(self, i: int) -> np.random.Generator:
         """A generator for item ``i`` that changes on every draw (epochs differ) yet is reproducible per seed."""
         draw = self._draws.get(i, 0)
