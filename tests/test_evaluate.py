@@ -46,7 +46,7 @@ def make_blendshape_clips(root: Path) -> Path:
         T = num_frames(len(audio))
         motion = _blendshape_motion(rng, K, T, names)
         _write(root / split / f"{name}.npz", audio=audio, motion=motion[0] if K == 1 else motion, kind="blendshape",
-               names=np.asarray(names), speaker=speaker, emotion="neutral")
+               names=np.asarray(names), speaker=speaker, emotion="happy" if name == "cy_0" else "neutral")
     return root
 
 
@@ -74,6 +74,9 @@ def test_evaluate_blendshape_ladder_end_to_end(tmp_path):
         assert 0 <= row["identity_top1"] <= row["identity_top3"] == 1.0  # 3 identities: top-3 always hits
         assert row["identity_clips"] == 3
     assert rows["teacher-4"]["speedup"] == pytest.approx(1.0)
+    # per-emotion lip error: two neutral test clips and one happy one
+    neutral, happy = rows["teacher-4"]["lip_error_neutral"], rows["teacher-4"]["lip_error_happy"]
+    assert rows["teacher-4"]["lip_error"] == pytest.approx((2 * neutral + happy) / 3) and neutral != happy
     # plain DDIM of the teacher at its own step count is the teacher row (same seeds, same network)
     for key in ("lip_error", "mve", "fdd", "diversity_seeds", "jaw_r"):
         assert rows["teacher-DDIM-4"][key] == pytest.approx(rows["teacher-4"][key], rel=1e-5, abs=1e-7)

@@ -17,7 +17,9 @@ speaker), and compared with the ground truth (take 0 of multi-take clips) using 
 - seconds of generation per second of audio, per sample (the seeded batch is timed and divided by its size),
   and the speed-up against the teacher;
 - style match (blendshapes): per speaker, the mean smile / brow / jaw level of the samples against the GT's
-  (``style_<stat>_err``: mean absolute gap over speakers; ``style_<stat>_r``: Pearson r across speakers).
+  (``style_<stat>_err``: mean absolute gap over speakers; ``style_<stat>_r``: Pearson r across speakers);
+- lip error (vertices: LVE) per emotion label (``lip_error_<emotion>``) when the clips carry two or more labels:
+  an emotion that shows on the mouth but that the model cannot hear leaves its clips' error high.
 
 Other options: ``--teacher-ddpm N`` samples the teacher with ancestral DDPM at N steps (``--teacher-ddpm 1024``:
 every training step, as FaceDiffuser does); ``--augment-audio SEED`` applies the training augmentation
@@ -80,6 +82,7 @@ class EvalClip:
     audio: np.ndarray  # (N,) float32 at 16 kHz
     motion: np.ndarray  # (K, T, D) float32, K takes, channels in the model's order (vertex: offsets)
     speaker: str
+    emotion: str = ""  # the clip's emotion label, when its data set has one (synthetic, BEAT)
 
     @property
     def seconds(self) -> float:
@@ -131,7 +134,8 @@ def load_clips(data: str | os.PathLike, split: str, kind: str, model_names: Sequ
     for f in files:
         c = read_clip(f)
         motion = _to_model_layout(c["motion"], c.get("names"), kind, model_names, motion_dim, str(f))
-        clips.append(EvalClip(f.stem, np.asarray(c["audio"], dtype=np.float32), motion, str(c["speaker"])))
+        clips.append(EvalClip(f.stem, np.asarray(c["audio"], dtype=np.float32), motion, str(c["speaker"]),
+                              str(c.get("emotion", ""))))
     return clips
 
 
@@ -378,6 +382,8 @@ def evaluate_row(generate: Generate, clips: list[EvalClip], ctx: Context, seeds:
     (per-speaker style table, blendshapes).
     """
     per_clip: list[dict[str, float]] = []
+    err_key = "lip_error" if ctx.kind == "blendshape" else "lve"
+    by_emotion: dict[str, list[float]] = {}
     style_records: list[tuple[str, dict[str, float], dict[str, float]]] = []
     scores, labels = [], []
     gen_seconds = audio_seconds = 0.0
@@ -403,6 +409,8 @@ def evaluate_row(generate: Generate, clips: list[EvalClip], ctx: Context, seeds:
             scores.append([match[n] for n in ctx.identity_names])
             labels.append(ctx.identity_names.index(clip.speaker))
         per_clip.append(row)
+        if clip.emotion:
+            by_emotion.setdefault(clip.emotion, []).append(row[err_key])
         if progress is not None:
             progress()
     keys = sorted({k for r in per_clip for k in r})
@@ -412,6 +420,9 @@ def evaluate_row(generate: Generate, clips: list[EvalClip], ctx: Context, seeds:
     if ctx.kind == "blendshape":  # ratio of mean rates: a clip without GT blinks does not divide by zero
         gt_rate = result.get("blink_rate_gt", float("nan"))
         result["blink_ratio"] = result["blink_rate"] / gt_rate if gt_rate > 0 else float("nan")
+    if len(by_emotion) >= 2:  # the lip error split by the clips' emotion labels: what the audio must reveal
+        for emotion, errs in sorted(by_emotion.items()):
+            result[f"{err_key}_{emotion}"] = float(np.mean(errs))
     if matched:
         summary, confusion = _identity_summary(scores, labels, ctx.identity_names)
         result.update(summary)
