@@ -49,6 +49,19 @@ if [ ! -f "$RUN/metrics.json" ]; then
       --seeds 4 --steps 8 4 2 1 --teacher-ddim 8 4 2 1 --merge "$RUN/metrics_teacher512.json" \
       --out "$RUN/metrics.json" --table "$RUN/table.md" --quiet
 fi
+# robustness, for the model cards: student-8 on voices it never heard, and on the test clips with the training
+# augmentation applied (gain, spectral tilt, reverb, noise floor)
+if [ ! -f "$RUN/metrics_heldout.json" ]; then
+  stamp "evaluation (student-8, held-out voices) -> $RUN/metrics_heldout.json"
+  $PY -m train.evaluate --checkpoint "$RUN/ladder" --data "$DATA" --split test_heldout --steps 8 --seeds 2 \
+      --max-clips 24 --no-identity-diversity --out "$RUN/metrics_heldout.json" --table "$RUN/table_heldout.md" --quiet
+fi
+if [ ! -f "$RUN/metrics_augmented.json" ]; then
+  stamp "evaluation (student-8, augmented audio) -> $RUN/metrics_augmented.json"
+  $PY -m train.evaluate --checkpoint "$RUN/ladder" --data "$DATA" --split test --steps 8 --seeds 2 \
+      --max-clips 24 --no-identity-diversity --augment-audio 0 --out "$RUN/metrics_augmented.json" \
+      --table "$RUN/table_augmented.md" --quiet
+fi
 
 stamp "export -> checkpoints/default"
 $PY -m train.export_default --run "$RUN" --data "$DATA" --out checkpoints/default --steps 512 8 4 2 1

@@ -1,0 +1,50 @@
+"""The model card's quality-bar table: each bar checked against evaluation rows, unmeasured ones said so."""
+
+from __future__ import annotations
+
+import json
+
+from train.export_default import bars_section, quality_bars
+
+
+def _rows(**student8) -> dict:
+    s8 = {"lip_error": 0.10, "jaw_r": 0.95, "mouth_std_ratio": 1.0, "identity_top1": 0.97, "blink_ratio": 0.9,
+          "spread_ratio": 2.0} | student8
+    return {"teacher-512": {"lip_error": 0.11, "blink_ratio": 0.8},
+            "student-8": s8,
+            "student-2": {"mouth_std_ratio": 0.85},
+            "student-1": {"mouth_std_ratio": 0.5},  # reported, not judged
+            "teacher-DDIM-8": {"lip_error": 0.01},  # an ablation row is not the teacher
+            "baseline (channel mean)": {"lip_error": 0.5}}
+
+
+def test_every_bar_met():
+    bars = quality_bars(_rows(), {"student-8": {"jaw_r": 0.7}}, {"student-8": {"jaw_r": 0.65}})
+    assert [met for _, _, met in bars] == [True] * len(bars)
+    measured = {bar: value for bar, value, _ in bars}
+    assert measured["student-8 lip error <= 1.05 x teacher's"] == "0.91 x"
+    assert measured["student-8 lip error <= 0.25 x mean baseline's"] == "0.20 x"
+    assert measured["mouth std ratio in [0.8, 1.2], students down to 2 (1 reported)"] == "8: 1.00, 2: 0.85, 1: 0.50"
+
+
+def test_failed_and_unmeasured_bars():
+    bars = {bar: (value, met) for bar, value, met in
+            quality_bars(_rows(lip_error=0.2, blink_ratio=0.28, jaw_r=None, identity_top1=0.9))}
+    assert bars["student-8 lip error <= 1.05 x teacher's"] == ("1.82 x", False)
+    assert bars["student-8 blink rate 0.7-1.3 x the data's"] == ("0.28 x", False)
+    assert bars["teacher blink rate 0.7-1.3 x the data's"] == ("0.80 x", True)
+    assert bars["identity top-1 >= 95% (held-out sentences)"] == ("90%", False)
+    assert bars["student-8 jawOpen r >= 0.9"] == ("—", None)
+    assert bars["jawOpen r >= 0.6 on held-out voices (student-8)"] == ("not measured", None)
+
+
+def test_card_section_reads_the_run(tmp_path):
+    assert bars_section(tmp_path) == ""  # nothing evaluated yet: no section
+    rows = _rows(lip_error_happy=0.3, lip_error_neutral=0.1)
+    (tmp_path / "metrics.json").write_text(json.dumps({"rows": rows}))
+    (tmp_path / "metrics_heldout.json").write_text(json.dumps({"rows": {"student-8": {"jaw_r": 0.5}}}))
+    text = bars_section(tmp_path)
+    assert text.startswith("## Against the project's quality bars")
+    assert "| jawOpen r >= 0.6 on held-out voices (student-8) | 0.50 | **no** |" in text
+    assert "| jawOpen r >= 0.6 on augmented audio (student-8) | not measured | — |" in text
+    assert "happy 0.300, neutral 0.100" in text
