@@ -59,7 +59,9 @@ def fabricate_runs(root: Path, with_ablations: bool = True) -> Path:
     rows["teacher-DDIM-1"]["lip_error"] = 0.0501  # plain DDIM beats the student at N = 1: must be reported
     rows[BASELINE] = _row(0, 0.4321, None, None, top1=None)
     _write(root / "default" / "metrics.json",
-           {"rows": rows, "meta": _meta("python -m train.evaluate --checkpoint runs/default/ladder"),
+           {"rows": rows, "meta": _meta("python -m train.evaluate --checkpoint runs/default/ladder",
+                                        diffusion={"identity_weight": 0.03, "identity_dropout": 0.1, "steps": 512},
+                                        model={"dropout": 0.0, "d_model": 128}),
             "identity_confusion": {"teacher-512": confusion}, "style": {"teacher-512": _style(0.01)}})
     (root / "default" / "log.jsonl").write_text("\n".join(json.dumps(r) for r in [
         {"step": 1, "elapsed_s": 10.0}, {"step": 1000, "elapsed_s": 3600.0},  # then a resume
@@ -82,10 +84,14 @@ def fabricate_runs(root: Path, with_ablations: bool = True) -> Path:
                                             blink_ratio=0.4321)},
             "meta": _meta("python -m train.evaluate --checkpoint runs/ablations/no_velocity/teacher",
                           iterations=1000)})  # a smaller budget than the main teacher: the report must say so
+    # another network than the main teacher's (dropout), and the identity loss it ablates on purpose: only the
+    # dropout is named
     _write(ab / "facediffuser_style" / "metrics.json",
            {"rows": {"teacher-512": _row(512, 0.0611, 0.9, 1.0),
                      "teacher-DDPM-1024": _row(1024, 0.0666, 1.8, 0.5)},
-            "meta": _meta("python -m train.evaluate --checkpoint runs/ablations/facediffuser_style/teacher")})
+            "meta": _meta("python -m train.evaluate --checkpoint runs/ablations/facediffuser_style/teacher",
+                          diffusion={"identity_weight": 0.0, "identity_dropout": 0.0, "steps": 512},
+                          model={"dropout": 0.1, "d_model": 128})})
     for name, top1 in (("identity-test", 0.9467), ("identity-test-augmented", 0.8133)):
         _write(ab / name / "metrics.json",
                {"rows": {"teacher-512": {"steps": 512, "identity_top1": top1, "identity_top3": 1.0,
@@ -121,9 +127,12 @@ def test_report_from_fabricated_metrics_has_every_section_number_and_figure(tmp_
     assert "0.0601" in dist and "0.0555" in dist and "docs/report_distillation_quality.png" in dist
     pers = _section(text, "## 3. Ablation — personalisation")
     assert "33%" in pers and "0.0888" in pers and "0.0999" in pers and "report_style.png" in pers
-    assert "Budgets differ" not in pers
+    assert "Not like-for-like" in pers and "facediffuser_style: dropout 0.1 (main 0.0)" in pers
+    assert "identity_weight" not in pers.split("Not like-for-like")[1].split("\n")[0]  # ablated on purpose
+    assert "no_contrastive:" not in pers  # recipe not recorded, same budget: nothing to say
     losses = _section(text, "## 4. Ablation — losses")
-    assert "3.4567" in losses and "0.0123" in losses and "0.4321" in losses and "Budgets differ" in losses
+    assert "3.4567" in losses and "0.0123" in losses and "0.4321" in losses
+    assert "no_velocity: 1000 iterations (main 2500)" in losses
     ident = _section(text, "## 5. Identity matching")
     assert "95%" in ident and "81%" in ident and "report_identity_confusion.png" in ident
     real = _section(text, "## 6. Training on BEAT / VOCASET")

@@ -457,6 +457,16 @@ def identity_row(pipe: Pipeline, clips: list[EvalClip], steps: int, details: dic
 
 # ---------------------------------------------------------------------------------------------------------------
 # the whole evaluation
+RECIPE_KEYS = ("encoder", "encoder_layers", "audio_dim", "identity_dim", "d_model", "n_layers", "n_heads", "ff_mult",
+               "dropout", "attn_window", "motion_rank", "global_context")
+
+
+def model_recipe(model_cfg) -> dict:
+    """The teacher's network settings that decide what a comparison between two runs means (not names or sizes
+    fixed by the data)."""
+    return {k: getattr(model_cfg, k) for k in RECIPE_KEYS}
+
+
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parents[1],
@@ -569,6 +579,7 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str 
         "augment_audio": augment_seed, "identity_only": identity_only,
         "checkpoints": _checkpoint_meta(pipe),
         "diffusion": dataclasses.asdict(read_config(pipe.rungs[teacher])[0].diffusion),
+        "model": model_recipe(read_config(pipe.rungs[teacher])[0].model),
         "identities": pipe.identity_names, "baseline": baseline_source, "timing": TIMING_NOTE,
         "error_reference": "take 0 of each clip; blink rate of the GT over all takes",
         "device": str(pipe.device), "torch_threads": torch.get_num_threads(),

@@ -106,6 +106,13 @@ class Metrics:
     def teacher_row(self) -> str:
         return f"teacher-{self.meta.get('teacher_steps', 512)}"
 
+    def recipe(self) -> dict[str, object]:
+        """The teacher's recorded settings: ``diffusion.*`` (loss weights, schedule) and ``model.*`` (network; absent
+        from metrics files written before evaluate recorded it)."""
+        out = {f"diffusion.{k}": v for k, v in self.meta.get("diffusion", {}).items() if k != "steps"}
+        out.update({f"model.{k}": v for k, v in self.meta.get("model", {}).items()})
+        return out
+
     def iterations(self) -> int | None:
         """Training iterations of the teacher that produced these metrics (from the evaluation's meta)."""
         ck = self.meta.get("checkpoints", {}).get(str(self.meta.get("teacher_steps")), {})
@@ -348,15 +355,39 @@ def plot_style(variants: list[tuple[str, dict]], out_dir: Path) -> Path | None:
 
 # ---------------------------------------------------------------------------------------------------------------
 # sections
+def _ablated_keys(ablation: Ablation) -> set[str]:
+    """The recipe keys an ablation changes on purpose (its ``--set section__key=value`` flags)."""
+    return {tok.split("=")[0].replace("__", ".", 1) for tok in ablation.train.split() if "__" in tok and "=" in tok}
+
+
+def _recipe_differences(main: Metrics, other: Metrics, ablation: Ablation) -> list[str]:
+    """Settings recorded for both runs that differ, other than the ones the ablation changes on purpose."""
+    a, b = main.recipe(), other.recipe()
+    skip = _ablated_keys(ablation)
+    return [f"{k.split('.', 1)[1]} {b[k]} (main {a[k]})" for k in sorted(set(a) & set(b))
+            if k not in skip and a[k] != b[k]]
+
+
 def _budget_note(runs: Runs, names: Sequence[str]) -> str:
+    """Say when an ablation's teacher did not share the main teacher's budget or recipe (beyond what it ablates)."""
     main_it = runs.main.iterations()
-    other = {n: runs.ablations[n].iterations() for n in names if runs.ablations[n].ok}
-    differ = {n: it for n, it in other.items() if it is not None and main_it is not None and it != main_it}
-    if not differ:
+    notes = []
+    for n in names:
+        m = runs.ablations[n]
+        if not m.ok:
+            continue
+        bits = []
+        it = m.iterations()
+        if it is not None and main_it is not None and it != main_it:
+            bits.append(f"{it} iterations (main {main_it})")
+        bits += _recipe_differences(runs.main, m, ABLATIONS[n])
+        if bits:
+            notes.append(f"{n}: " + ", ".join(bits))
+    if not notes:
         return ""
-    listed = ", ".join(f"{n}: {it}" for n, it in differ.items())
-    return (f"\n**Budgets differ**: the main teacher was trained {main_it} iterations, the ablations {listed}; "
-            f"these comparisons are not like-for-like until both use the same `ITERS`.\n")
+    return (f"\n**Not like-for-like**: these ablation teachers were trained with another budget or recipe than the "
+            f"main teacher — {'; '.join(notes)}. Compare them with each other; against the main rows the gap mixes "
+            f"the ablated part with these differences until `{ABLATIONS_COMMAND}` is re-run with the main recipe.\n")
 
 
 def section_main(runs: Runs, rel: str) -> str:
