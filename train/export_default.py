@@ -43,7 +43,7 @@ def _training_summary(run: Path) -> str:
         segment = prev = e
     minutes = (seconds + segment) / 60
     return (f"{last['step']} iterations in {minutes:.0f} min of wall-clock on a 2-core CPU shared with other jobs "
-            f"(about 5 iterations/s when idle); loss {first['loss']:.3f} -> "
+            f"(about 4.5 iterations/s when idle); loss {first['loss']:.3f} -> "
             f"{last['loss']:.3f} (x0 {last.get('rec', float('nan')):.4f}, identity accuracy on the batch "
             f"{last.get('id_acc', float('nan')):.2f})")
 
@@ -133,7 +133,8 @@ def bars_section(run: Path) -> str:
                                                                           sorted(emotions.items()))
                 + ". The synthetic emotions move the mouth (smile, frown) and show in the voice only as pitch, "
                   "pace and loudness (which the level normalisation removes), so an emotion the model does not hear "
-                  "costs lip error.\n")
+                  "costs lip error; `python -m train.probe_emotion --data data/synth` measures how much of it the "
+                  "audio reveals.\n")
     return "## Against the project's quality bars\n" + "\n".join(lines) + "\n" + note
 
 
