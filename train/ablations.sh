@@ -3,7 +3,7 @@
 # and seed as the main model (runs/default, built by train/build_default.sh), each evaluated on the synthetic test
 # split; then identity matching of the main teacher on the whole test split, clean and with augmented audio.
 #
-#   JOBS=2 nohup bash train/ablations.sh > runs/ablations.log 2>&1 &   # about 2 h on a 2-core CPU, in the background
+#   JOBS=2 nohup bash train/ablations.sh > runs/ablations.log 2>&1 &   # about 6 h on a 2-core CPU, in the background
 #   ITERS=2500 EVAL_CLIPS=40 ONLY="no_velocity identity" bash train/ablations.sh
 #   .venv/bin/python -m train.report                                 # then regenerate REPORT.md
 #
@@ -23,7 +23,7 @@ PY=${PY:-.venv/bin/python}
 DATA=${DATA:-data/synth}
 MAIN=${MAIN:-runs/default}        # the main model (its teacher is matched in the identity stage)
 OUT=${OUT:-runs/ablations}
-ITERS=${ITERS:-2500}              # teacher iterations: keep equal to the main model's for a like-for-like budget
+ITERS=${ITERS:-22000}             # teacher iterations: the main model's (build_default.sh), for a like-for-like budget
 EVAL_CLIPS=${EVAL_CLIPS:-40}      # as build_default.sh evaluates the main model
 SEEDS=${SEEDS:-4}
 ONLY=${ONLY:-"no_contrastive no_identity no_velocity facediffuser_style identity"}

@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 DATA=${DATA:-data/synth}
 RUN=${RUN:-runs/default}
-ITERS=${ITERS:-4500}              # teacher iterations (cpu preset)
-ROUND_ITERS=${ROUND_ITERS:-250}   # distillation iterations per halving round down to 8, 4, 2, 1 steps
+ITERS=${ITERS:-22000}             # teacher iterations (the cpu preset's schedule; ~80 min on an idle 2-core CPU)
+ROUND_ITERS=${ROUND_ITERS:-400}   # distillation iterations per halving round down to 8, 4, 2, 1 steps
 HIGH_ITERS=${HIGH_ITERS:-40}      # ... and for the rounds 256 .. 16, whose students start close to their teacher
 CLIPS=${CLIPS:-150}               # synthetic clips per speaker
 SPEAKERS=${SPEAKERS:-10}
