@@ -133,6 +133,10 @@ def test_report_from_fabricated_metrics_has_every_section_number_and_figure(tmp_
     losses = _section(text, "## 4. Ablation — losses")
     assert "3.4567" in losses and "0.0123" in losses and "0.4321" in losses
     assert "no_velocity: 1000 iterations (main 2500)" in losses
+    summary = _section(text, "## Summary")
+    velocity = next(line for line in summary.splitlines() if "Velocity loss" in line)
+    personal = next(line for line in summary.splitlines() if "Personalisation:" in line)
+    assert "not like-for-like" in velocity and "not like-for-like" not in personal
     ident = _section(text, "## 5. Identity matching")
     assert "95%" in ident and "81%" in ident and "report_identity_confusion.png" in ident
     real = _section(text, "## 6. Training on BEAT / VOCASET")
@@ -177,7 +181,10 @@ def test_ablations_script_runs_the_configurations_the_report_describes():
         assert f'ablation {ab.name} "{ab.train}"' in script.replace("\\\n    ", ""), ab.name
         assert ab.evaluate in script, ab.name
     assert "--identity-only" in script and "--augment-audio 0" in script
-    assert "ITERS=${ITERS:-2500}" in script
+    # the ablation teachers default to the main teacher's budget, so the comparison is like-for-like
+    main = (Path(__file__).resolve().parents[1] / "train" / "build_default.sh").read_text()
+    budget = re.search(r"^ITERS=\$\{ITERS:-(\d+)\}", main, re.M)
+    assert budget and f"ITERS=${{ITERS:-{budget.group(1)}}}" in script
 
 
 def test_style_match_scores_per_speaker_levels():

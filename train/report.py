@@ -715,6 +715,17 @@ def section_sources(runs: Runs) -> str:
 
 # ---------------------------------------------------------------------------------------------------------------
 # findings: one neutral sentence per comparison the data allows, favourable or not
+def _caveat(runs: Runs, name: str) -> str:
+    """' (not like-for-like: ...)' when the ablation's teacher differs from the main one beyond what it ablates."""
+    m = runs.ablations[name]
+    if not (runs.main.ok and m.ok):
+        return ""
+    it, main_it = m.iterations(), runs.main.iterations()
+    differs = bool(_recipe_differences(runs.main, m, ABLATIONS[name])) or (
+        it is not None and main_it is not None and it != main_it)
+    return " (not like-for-like: that teacher had another budget or recipe; see its section)" if differs else ""
+
+
 def findings(runs: Runs) -> list[str]:
     out: list[str] = []
     m = runs.main
@@ -747,7 +758,7 @@ def findings(runs: Runs) -> list[str]:
         r = _relative(ours, theirs)
         if r is not None:
             out.append(f"Against the FaceDiffuser-style configuration (DDPM-1024): teacher-512 {label} "
-                       f"{fmt(ours)} vs {fmt(theirs)} ({fmt(r, 'signed')}).")
+                       f"{fmt(ours)} vs {fmt(theirs)} ({fmt(r, 'signed')}){_caveat(runs, 'facediffuser_style')}.")
     nc = runs.ablations["no_contrastive"]
     if m.ok and nc.ok:
         a, b = m.row(m.teacher_row) or {}, nc.row("teacher-512") or {}
@@ -758,7 +769,8 @@ def findings(runs: Runs) -> list[str]:
                                          f"({fmt(r, 'signed')} {'worse' if r > 0 else 'better'} with the loss)")
             out.append(f"Personalisation: identity top-1 {fmt(a.get('identity_top1'), 'pct')} with the contrastive "
                        f"loss vs {fmt(b.get('identity_top1'), 'pct')} without (untrained head); smile-style r "
-                       f"{fmt(a.get('style_smile_r'))} vs {fmt(b.get('style_smile_r'))}{cost}.")
+                       f"{fmt(a.get('style_smile_r'))} vs {fmt(b.get('style_smile_r'))}{cost}"
+                       f"{_caveat(runs, 'no_contrastive')}.")
     ni = runs.ablations["no_identity"]
     if m.ok and ni.ok:
         a, b = m.row(m.teacher_row) or {}, ni.row("teacher-512") or {}
@@ -766,13 +778,14 @@ def findings(runs: Runs) -> list[str]:
             verdict = "smaller" if a["style_smile_err"] < b["style_smile_err"] else "NOT smaller"
             out.append(f"With identities the per-speaker smile gap is {fmt(a.get('style_smile_err'))} vs "
                        f"{fmt(b.get('style_smile_err'))} with none ({verdict}); without identities the style "
-                       f"can only come from the voice.")
+                       f"can only come from the voice{_caveat(runs, 'no_identity')}.")
     nv = runs.ablations["no_velocity"]
     if m.ok and nv.ok:
         a, b = m.row(m.teacher_row) or {}, nv.row("teacher-512") or {}
         if _num(a.get("jitter_ratio")) is not None and _num(b.get("jitter_ratio")) is not None:
             out.append(f"Velocity loss: jitter ratio {fmt(a.get('jitter_ratio'))} with vs "
-                       f"{fmt(b.get('jitter_ratio'))} without; FDD {fmt(a.get('fdd'))} vs {fmt(b.get('fdd'))}.")
+                       f"{fmt(b.get('jitter_ratio'))} without; FDD {fmt(a.get('fdd'))} vs {fmt(b.get('fdd'))}"
+                       f"{_caveat(runs, 'no_velocity')}.")
     aug, clean = runs.identity["identity-test-augmented"], runs.identity["identity-test"]
     if aug.ok and clean.ok:
         a, b = clean.row(clean.teacher_row) or {}, aug.row(aug.teacher_row) or {}
