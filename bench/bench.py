@@ -563,6 +563,12 @@ def read_player(path: Path = PLAYER_JSON) -> dict | None:
 
 
 # --- the run -------------------------------------------------------------------------------------------------------
+def _shown_path(path: str | os.PathLike) -> str:
+    """A path as the report shows it: relative to the repository when inside it (no machine-specific prefix)."""
+    p = Path(path).resolve()
+    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(path)
+
+
 def run(checkpoint: str | os.PathLike = DEFAULT_CHECKPOINT, settings: Settings | None = None,
         out: str | os.PathLike | None = DEFAULT_OUT, player_json: str | os.PathLike = PLAYER_JSON) -> dict:
     """Measure every section of ``settings.sections`` and write the markdown to ``out`` (None: don't write).
@@ -575,7 +581,7 @@ def run(checkpoint: str | os.PathLike = DEFAULT_CHECKPOINT, settings: Settings |
     checkpoint = Path(checkpoint)
     read_ladder(checkpoint)  # fail early, with the checkpoint's own error message
     results: dict[str, Any] = {"settings": dataclasses.asdict(s), "machine": machine_info(),
-                               "checkpoint": str(checkpoint)}
+                               "checkpoint": _shown_path(checkpoint)}
     wanted = set(s.sections)
     with tempfile.TemporaryDirectory(prefix="dt_bench_") as tmp_name:
         tmp = Path(tmp_name)
@@ -923,7 +929,10 @@ def _player_md(p: dict | None, wanted: bool) -> list[str]:
         L += [f"{why}.", ""]
         p = {}
     else:
-        L += ["From `bench/player_fps.json`, written by the player's headless-Chromium benchmark (software GL).", ""]
+        L += ["From `bench/player_fps.json`, written by `python tests/test_player_browser.py --json "
+              "bench/player_fps.json` in headless Chromium with software GL (SwiftShader); \"first preview frame\" is "
+              "click → first frame drawn in a Gradio app whose callback only builds the preview snippet (the server "
+              "round trip included). It is not re-measured by this run.", ""]
 
     def val(key: str, unit: str) -> str:
         v = p.get(key)
