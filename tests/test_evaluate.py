@@ -150,3 +150,17 @@ def test_vertex_regions_default_to_the_procedural_head(tmp_path):
     (tmp_path / "lips.txt").write_text("0\n99\n")
     with pytest.raises(DataError, match="mesh has 10 vertices"):
         vertex_regions(10, tmp_path / "lips.txt", tmp_path / "lips.txt")
+
+
+def test_the_table_goes_next_to_the_metrics_by_default(tmp_path, monkeypatch):
+    """Without --table the markdown lands beside --out, never in the working directory."""
+    ladder = make_ladder(tmp_path / "ladder", steps=(2, 1))
+    data = make_blendshape_clips(tmp_path / "clips")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    out = tmp_path / "run" / "metrics.json"
+    assert main(["--checkpoint", str(ladder), "--data", str(data), "--identity-only", "--out", str(out),
+                 "--quiet"]) == 0
+    assert out.exists() and "| teacher-2 |" in (tmp_path / "run" / "metrics_table.md").read_text()
+    assert not list(cwd.iterdir())

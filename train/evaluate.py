@@ -713,7 +713,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="add the rows of earlier metrics files missing from this run (e.g. a teacher-512 run on "
                          "fewer clips); speed-ups are recomputed against the merged teacher row")
     ap.add_argument("--out", default="metrics.json")
-    ap.add_argument("--table", default="table.md")
+    ap.add_argument("--table", default=None,
+                    help="markdown table to write (default: next to --out, e.g. runs/x/metrics_table.md)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     try:
@@ -726,7 +727,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.argv[1:] if argv is None else [str(a) for a in argv])
         if args.merge:
             result = merge_metrics(result, args.merge)
-        write_outputs(result, args.out, args.table)
+        write_outputs(result, args.out, args.table or Path(args.out).with_name(Path(args.out).stem + "_table.md"))
     except DiffusionTalkerError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
