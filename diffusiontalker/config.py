@@ -68,7 +68,8 @@ class ModelConfig:
     motion_rank: int = 0  # > 0: low-rank motion input/output projections (D -> rank -> d_model), for large 3V
     # condition every layer on the utterance's pooled audio statistics as well (mean and std of the features over
     # its frames): what a +-1.5 s attention band cannot see, such as an emotion carried by the whole sentence's pace
-    # and pitch. False in checkpoints written before the option existed.
+    # and pitch; long audio generated in windows gets each window's statistics. False in checkpoints written before
+    # the option existed.
     global_context: bool = False
 
     def __post_init__(self) -> None:
