@@ -125,7 +125,11 @@ def test_validation_is_deterministic_and_covers_the_split(clip_dir):
     torch.manual_seed(0)
     model = train_teacher.build_model(cfg, data)
     schedule = NoiseSchedule(cfg.diffusion.num_train_timesteps)
+    grad_modes = []
+    encode = model.encode
+    model.encode = lambda *a: grad_modes.append(torch.is_grad_enabled()) or encode(*a)
     first = train_teacher.validate(model, schedule, data, steps=2, max_clips=3)
+    assert grad_modes and not any(grad_modes)  # validation builds no autograd graph
     second = train_teacher.validate(model, schedule, data, steps=2, max_clips=3)
     assert first == second and 0 < first["val_lip_error"] < 10
     assert train_teacher.spread(150, 16)[:2] == [0, 10] and train_teacher.spread(150, 16)[-1] == 149

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from diffusiontalker.checkpoint import load_checkpoint, read_ladder, save_checkpoint, write_ladder
 from diffusiontalker.config import Config
+from train.evaluate import BASELINE
 
 
 def _git_commit() -> str:
@@ -77,7 +78,7 @@ def quality_bars(rows: dict[str, dict], heldout: dict[str, dict] | None = None,
     """
     teacher = next((r for n, r in rows.items() if n.startswith("teacher-") and "DDIM" not in n
                     and "DDPM" not in n), None)
-    s8, base = rows.get("student-8"), rows.get("baseline (channel mean)")
+    s8, base = rows.get("student-8"), rows.get(BASELINE)
 
     def get(row, key):
         v = (row or {}).get(key)

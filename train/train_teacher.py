@@ -76,13 +76,13 @@ def build_model(cfg: Config, data: ClipDataset) -> TalkerModel:
     return model
 
 
-@torch.no_grad()
 def spread(n: int, k: int) -> list[int]:
     """``min(k, n)`` distinct indices evenly spread over 0 .. n - 1, both ends included. Clips are sorted by name,
     speaker first, so validating on the first k would see one or two speakers; spread picks see them all."""
     return sorted({int(i) for i in np.linspace(0, n - 1, min(k, n)).round()})
 
 
+@torch.no_grad()
 def validate(model: TalkerModel, schedule: NoiseSchedule, val: ClipDataset | None, steps: int = 8,
              max_clips: int = 16) -> dict[str, float]:
     """Lip error (blendshapes, mouth channels by name) or mean squared vertex error of 8-step DDIM samples on
