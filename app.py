@@ -91,6 +91,16 @@ def identity_spec(choice: str | None, mix_a: str | None, mix_b: str | None, mix_
     return {a: 1.0 - w, b: w}
 
 
+def emotion_choices(pipe: Pipeline) -> list[str]:
+    """'auto' and the model's emotions; just 'auto' for a model without an emotion head."""
+    return [AUTO, *pipe.emotion_names]
+
+
+def emotion_spec(choice: str | None) -> str:
+    """UI choice -> the pipeline's emotion argument ('auto' or a name)."""
+    return "auto" if not choice or choice == AUTO else choice
+
+
 def _safe_stem(path: str | os.PathLike) -> str:
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(path).stem).strip("_")
     return stem[:40] or "speech"
@@ -139,7 +149,8 @@ def timings_markdown(anim: Animation, render_s: float | None, wall_s: float, ext
         preview_s = wall_s
     lines = [
         f"**{anim.duration:.1f} s of audio → {anim.num_frames} frames at {anim.fps:g} fps** · "
-        f"model `{anim.model}` · identity `{anim.identity}`",
+        f"model `{anim.model}` · identity `{anim.identity}`"
+        + (f" · emotion `{anim.emotion}`" if anim.emotion else ""),
         "",
         "| decode | encode | identity | sample | preview | videos | total | RTF |",
         "|---|---|---|---|---|---|---|---|",
@@ -224,21 +235,23 @@ class Talker:
     # --- the one event --------------------------------------------------------------------------------------
     def generate(self, audio: str | None, kind: str | None, steps: int | str | None, identity: str | None,
                  mix_a: str | None, mix_b: str | None, mix_weight: float, num_samples: int | float, seed: int | float,
-                 compare: bool, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:  # noqa: B008
+                 compare: bool, progress: gr.Progress = gr.Progress(),  # noqa: B008
+                 emotion: str | None = AUTO) -> Iterator[tuple]:
         """Run one request, yielding the values of the output components (see ``build_demo``) as they are ready.
 
         Preview first: as soon as sampling ends the live WebGL preview, identity scores and timings appear; then
         the channel plot and the npy/csv/glb downloads; with "compare", the teacher's tile and the speed-up; the
         mp4 videos come last (the "download video" path). An API client (``gradio_client``) gets the last yield,
         which carries every output. ``progress`` must default to a ``gr.Progress()`` instance: that default is
-        how gradio knows to track it.
+        how gradio knows to track it (gradio slots it in by position, so the ``emotion`` input after it still
+        receives the page's Emotion menu).
         """
         if not audio:
             raise gr.Error("Upload or record some speech first (wav, flac, ogg, mp3 or m4a).")
         out = self._request_dir()
         try:
             yield from self._generate(audio, kind, steps, identity, mix_a, mix_b, mix_weight, int(num_samples),
-                                      int(seed or 0), bool(compare), progress, out)
+                                      int(seed or 0), bool(compare), progress, out, emotion)
         except DiffusionTalkerError as e:
             raise gr.Error(str(e)) from e
         finally:
@@ -246,7 +259,7 @@ class Talker:
 
     def _generate(self, audio: str, kind: str | None, steps: int | str | None, identity: str | None,
                   mix_a: str | None, mix_b: str | None, mix_weight: float, num_samples: int, seed: int,
-                  compare: bool, progress: gr.Progress, out: Path) -> Iterator[tuple]:
+                  compare: bool, progress: gr.Progress, out: Path, emotion: str | None = AUTO) -> Iterator[tuple]:
         from diffusiontalker.render.video import render_animation, render_grid
 
         wall = time.perf_counter()
@@ -256,6 +269,8 @@ class Talker:
         steps = int(steps) if steps not in (None, "") else pipe.default_steps
         num_samples = int(np.clip(num_samples, 1, 4))
         spec = identity_spec(identity, mix_a, mix_b, mix_weight, pipe)
+        # a model without an emotion head (its dropdown is hidden) reads nothing; an unknown name is an error
+        emo = emotion_spec(emotion) if pipe.emotion_names else "auto"
         do_compare = compare and len(pipe.available_steps) > 1 and steps != pipe.teacher_steps
         stem = f"{_safe_stem(audio)}_{steps}steps_seed{seed}"
         progress(0.0, desc="loading model")
@@ -286,7 +301,7 @@ class Talker:
 
         tic = time.perf_counter()
         anims = pipe(audio, steps=steps, identity=spec, num_samples=num_samples, seed=seed,
-                     progress=sampling(0.0, 0.2, f"{steps}-step model"), max_seconds=self.max_seconds)
+                     progress=sampling(0.0, 0.2, f"{steps}-step model"), max_seconds=self.max_seconds, emotion=emo)
         main = anims[0]
         student, student_s = main, time.perf_counter() - tic
         timeline["sampled"] = time.time()
@@ -322,19 +337,19 @@ class Talker:
             if num_samples > 1:  # time the student on one sample, as the teacher is
                 tic = time.perf_counter()
                 [student] = pipe(audio, steps=steps, identity=spec, num_samples=1, seed=seed,
-                                 max_seconds=self.max_seconds)
+                                 max_seconds=self.max_seconds, emotion=emo)
                 student_s = time.perf_counter() - tic
             tic = time.perf_counter()
             [teacher] = pipe(audio, steps=pipe.teacher_steps, identity=spec, num_samples=1, seed=seed,
                              progress=sampling(0.2, r0, f"teacher ({pipe.teacher_steps} steps)"),
-                             max_seconds=self.max_seconds)
+                             max_seconds=self.max_seconds, emotion=emo)
             teacher_s = time.perf_counter() - tic
             speedup = teacher_s / max(student_s, 1e-9)
             sample_speedup = teacher.timings.get("sample", 0.0) / max(student.timings.get("sample", 0.0), 1e-9)
             compare_md = ("#### Teacher vs student\n"
                           f"**Speed-up: {speedup:.1f}×** end to end ({teacher_s:.2f} s → {student_s:.2f} s); "
                           f"{sample_speedup:.1f}× in the denoising loop "
-                          f"({pipe.teacher_steps} → {steps} steps, same seed and identity).")
+                          f"({pipe.teacher_steps} → {steps} steps, same seed, identity and emotion).")
             pair = [f"teacher · {pipe.teacher_steps} steps · {teacher_s:.2f} s",
                     f"student · {steps} steps · {student_s:.2f} s"]
             tiles = [teacher, student, *anims[1:]]
@@ -469,6 +484,9 @@ def build_demo(pipeline: Pipeline, vertex_pipeline: Pipeline | None = None,
                                         label="Mix: second", min_width=100)
                     mix_weight = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Weight of second",
                                            min_width=120)
+                emotion = gr.Dropdown(emotion_choices(pipe), value=AUTO, label="Emotion",
+                                      info="auto: read from the audio; or choose one the model learned",
+                                      visible=bool(pipe.emotion_names), elem_id="emotion")
                 with gr.Row():
                     num_samples = gr.Slider(1, 4, value=1, step=1, label="Diversity samples", elem_id="samples")
                     compare = gr.Checkbox(value=False, label="Compare with teacher", interactive=multi,
@@ -507,14 +525,16 @@ def build_demo(pipeline: Pipeline, vertex_pipeline: Pipeline | None = None,
                     gr.update(choices=n, value=n[0] if n else None),
                     gr.update(choices=n, value=n[min(1, len(n) - 1)] if n else None),
                     gr.update(interactive=len(p.available_steps) > 1),
-                    gr.update(visible=False))
+                    gr.update(visible=False),
+                    gr.update(choices=emotion_choices(p), value=AUTO, visible=bool(p.emotion_names)))
 
-        model.change(on_model, inputs=model, outputs=[steps, identity, mix_a, mix_b, compare, mix_row],
+        model.change(on_model, inputs=model, outputs=[steps, identity, mix_a, mix_b, compare, mix_row, emotion],
                      api_name=False, queue=False)
         identity.change(lambda c: gr.update(visible=c == MIX), inputs=identity, outputs=mix_row, api_name=False,
                         queue=False)
         run.click(talker.generate,
-                  inputs=[audio, model, steps, identity, mix_a, mix_b, mix_weight, num_samples, seed, compare],
+                  inputs=[audio, model, steps, identity, mix_a, mix_b, mix_weight, num_samples, seed, compare,
+                          emotion],
                   outputs=[video, preview, compare_video, compare_md, diversity_video, scores, plot, timings,
                            downloads],
                   api_name="generate", show_progress_on=[video])

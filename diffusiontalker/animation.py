@@ -31,6 +31,9 @@ class Animation:
         steps: the number of denoising steps used.
         identity: the identity used: a name, "auto:<name>", or a mix description.
         identity_scores: match probability per identity name (from the audio), if computed.
+        emotion: the emotion conditioned on: a name, "auto:<name>" (read from the audio), or a mix description;
+            None for models without an emotion head.
+        emotion_scores: the emotion head's probability per emotion name (from the audio), if it has one.
         timings: seconds spent per stage (load, encode, match, sample, ...).
         model: a short label of the model that produced it (e.g. "student-8").
     """
@@ -48,6 +51,8 @@ class Animation:
     identity_scores: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     model: str = ""
+    emotion: str | None = None
+    emotion_scores: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.values = np.asarray(self.values, dtype=np.float32)
@@ -108,6 +113,8 @@ class Animation:
             "steps": self.steps,
             "identity": self.identity,
             "identity_scores": {k: float(v) for k, v in self.identity_scores.items()},
+            "emotion": self.emotion,
+            "emotion_scores": {k: float(v) for k, v in self.emotion_scores.items()},
             "timings": {k: float(v) for k, v in self.timings.items()},
             "model": self.model,
         }

@@ -19,8 +19,8 @@ from diffusiontalker.errors import DiffusionTalkerError
 DEFAULT_CHECKPOINT = os.environ.get("DIFFUSIONTALKER_CHECKPOINT", "checkpoints/default")
 
 
-def _parse_identity(text: str) -> str | dict[str, float] | None:
-    """'auto' | 'none' | 'name' | 'name1=0.7,name2=0.3' (a mix)."""
+def _parse_identity(text: str, what: str = "identity") -> str | dict[str, float] | None:
+    """'auto' | 'none' | 'name' | 'name1=0.7,name2=0.3' (a mix); the same syntax serves --emotion."""
     if text == "none":
         return None
     if "=" not in text:
@@ -31,7 +31,7 @@ def _parse_identity(text: str) -> str | dict[str, float] | None:
         try:
             mix[name.strip()] = float(weight)
         except ValueError:
-            raise DiffusionTalkerError(f"bad identity mix {text!r}; write it as name1=0.7,name2=0.3") from None
+            raise DiffusionTalkerError(f"bad {what} mix {text!r}; write it as name1=0.7,name2=0.3") from None
     return mix
 
 
@@ -59,11 +59,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     identity = _parse_identity(args.identity)
+    emotion = _parse_identity(args.emotion, "emotion") if args.emotion != "none" else "auto"
     files = [Path(a) for a in args.audio]
     written = []
     for path in tqdm(files, desc="generating", disable=len(files) < 2 or args.quiet):
         anims = pipe(path, steps=args.steps, identity=identity, num_samples=args.samples, seed=args.seed,
-                     max_seconds=args.max_seconds)
+                     max_seconds=args.max_seconds, emotion=emotion)
         for anim in anims:
             stem = f"{path.stem}_seed{anim.seed}" if args.samples > 1 else path.stem
             npy = out_dir / f"{stem}.npy"
@@ -73,7 +74,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
                         args.overwrite)
             written.append(npy)
             if not args.quiet:
-                print(f"{npy}  {anim.num_frames} frames, identity {anim.identity}, "
+                emo = f", emotion {anim.emotion}" if anim.emotion else ""
+                print(f"{npy}  {anim.num_frames} frames, identity {anim.identity}{emo}, "
                       f"{anim.timings.get('total', 0):.2f} s")
     return 0
 
@@ -87,7 +89,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         m = cfg.model
         params = sum(p.numel() for p in model.parameters())
         print(f"{path}: {steps} steps, {m.kind} output ({m.motion_dim} channels, {m.fps} fps), encoder {m.encoder}, "
-              f"d_model {m.d_model} x {m.n_layers} layers, identities {m.identity_names}, {params:,} parameters")
+              f"d_model {m.d_model} x {m.n_layers} layers, identities {m.identity_names}, "
+              f"emotions {m.emotion_names if m.has_emotion else 'none'}, {params:,} parameters")
     if args.json:
         cfg, meta = read_config(rungs[max(rungs)])
         print(json.dumps({"config": cfg.to_dict(), "meta": meta, "steps": sorted(rungs)}, indent=2))
@@ -103,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help="checkpoint or ladder directory")
     g.add_argument("--steps", type=int, default=None, help="denoising steps (default 8 when available)")
     g.add_argument("--identity", default="auto", help="'auto', 'none', a name, or a mix like ava=0.5,ben=0.5")
+    g.add_argument("--emotion", default="auto",
+                   help="models with an emotion head: 'auto' (read from the audio), a name, or a mix like happy=0.5,"
+                        "neutral=0.5")
     g.add_argument("--samples", type=int, default=1, help="diversity samples per file (seeds seed..seed+n-1)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--max-seconds", type=float, default=None, help="refuse longer audio (default 600)")

@@ -71,6 +71,12 @@ class ModelConfig:
     # and pitch; long audio generated in windows gets each window's statistics. False in checkpoints written before
     # the option existed.
     global_context: bool = False
+    # emotion, the second personalisation axis: a head reads the emotion from the same pooled audio statistics
+    # (trained with cross-entropy on the clips' emotion labels) and its probabilities, or a named emotion chosen at
+    # inference, join the condition vector. ``emotion_head`` asks for it; ``emotion_names`` come from the training
+    # data's labels (empty: data without labels, or a checkpoint written before the option existed -> no head).
+    emotion_head: bool = False
+    emotion_names: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _choice("kind", self.kind, OUTPUT_KINDS)
@@ -93,6 +99,15 @@ class ModelConfig:
             raise ConfigError(f"vertex models need motion_dim = 3 x vertices, got {self.motion_dim}")
         if not self.identity_names or len(set(self.identity_names)) != len(self.identity_names):
             raise ConfigError("identity_names must be a non-empty list of unique names")
+        if len(set(self.emotion_names)) != len(self.emotion_names):
+            raise ConfigError(f"emotion_names must be unique, got {self.emotion_names}")
+        if self.emotion_names and not self.emotion_head:
+            raise ConfigError("emotion_names are set but emotion_head is False; set emotion_head=True or clear them")
+
+    @property
+    def has_emotion(self) -> bool:
+        """True when the denoiser carries an emotion head (asked for, and the data had at least two labels)."""
+        return self.emotion_head and len(self.emotion_names) >= 2
 
 
 @dataclass
@@ -104,9 +119,15 @@ class DiffusionConfig:
     velocity_weight: float = 1.0  # weight of the velocity (frame difference) term of the x0 loss
     identity_weight: float = 0.1  # lambda of the InfoNCE identity loss
     identity_dropout: float = 0.1  # probability of conditioning on the mean identity during training
+    emotion_weight: float = 0.1  # weight of the emotion head's cross-entropy (models with an emotion head)
+    # probability that a labelled clip is conditioned on its true emotion (one-hot) rather than the head's reading of
+    # its audio: the denoiser learns what each named emotion means AND to work from the head's soft guess
+    emotion_label_prob: float = 0.5
 
     def __post_init__(self) -> None:
         _positive(self, "num_train_timesteps", "steps")
+        if self.emotion_weight < 0 or not 0 <= self.emotion_label_prob <= 1:
+            raise ConfigError("emotion_weight must be >= 0 and emotion_label_prob in [0, 1]")
         if not _is_power_of_two(self.steps) or self.num_train_timesteps % self.steps:
             raise ConfigError(f"steps={self.steps} must be a power of two that divides "
                               f"num_train_timesteps={self.num_train_timesteps} (e.g. 512, 8, 1)")
@@ -224,10 +245,12 @@ def preset(name: str, **overrides: Any) -> Config:
         )
     elif name == "cpu":
         # the recipe of checkpoints/default: no dropout and a deeper encoder (the model under-fits, it does not
-        # over-fit), a lighter identity loss (0.03), the utterance context; chosen by short screening runs (README)
+        # over-fit), a lighter identity loss (0.03), the utterance context; chosen by short screening runs (README);
+        # and an emotion head wherever the data has emotion labels
         cfg = Config(
             model=ModelConfig(audio_dim=128, encoder_layers=5, identity_dim=64, d_model=128, n_layers=4,
-                              n_heads=4, ff_mult=3, dropout=0.0, attn_window=45, global_context=True),
+                              n_heads=4, ff_mult=3, dropout=0.0, attn_window=45, global_context=True,
+                              emotion_head=True),
             diffusion=DiffusionConfig(identity_weight=0.03),
             train=TrainConfig(iterations=22_000, batch_size=12, lr=6e-4, warmup=200, window_min=2.0, window_max=4.0,
                               eval_every=500, save_every=250),

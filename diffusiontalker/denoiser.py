@@ -4,6 +4,8 @@ Architecture: a bidirectional transformer with band-limited self-attention (each
 frames) and a learned relative-position bias, conditioned on the diffusion time and the identity embedding by
 adaLN-Zero (Peebles & Xie 2023). Audio features (already at the motion frame rate) are concatenated to the noisy
 motion at the input; with ``global_context`` their utterance-level mean and std join the condition vector too.
+With an emotion head (``ModelConfig.has_emotion``) the same statistics are read as emotion probabilities, which (or
+a named emotion's one-hot, chosen at inference) join the condition vector as well.
 
 Why a band-limited transformer and not FaceDiffuser's bi-GRU: the bias and band depend only on frame offsets, so a
 model trained on 2–6 s windows runs unchanged on minutes of audio (the prototype ran 10 s clips after training on
@@ -116,6 +118,18 @@ class Denoiser(nn.Module):
         # utterance context: masked mean and std of the audio features -> the condition vector (adaLN), beside
         # time and identity
         self.context_proj = nn.Linear(2 * cfg.audio_dim, d) if cfg.global_context else None
+        # emotion: pooled statistics + the speaker's identity vector -> logits over the emotion names (an emotion is
+        # heard as a departure from the speaker's usual pitch and pace, so the head needs to know whose voice it is:
+        # on the synthetic set a linear read-out of the statistics names 59% of val clips, 83% once centred on the
+        # speaker); probabilities -> condition vector. The projection starts at zero, so adding the head to a
+        # trained model (warm start) leaves it unchanged at first.
+        self.emotion_head = self.emotion_proj = None
+        if cfg.has_emotion:
+            C, K = cfg.audio_dim, len(cfg.emotion_names)
+            self.emotion_head = nn.Sequential(nn.Linear(2 * C + cfg.identity_dim, C), nn.GELU(), nn.Linear(C, K))
+            self.emotion_proj = nn.Linear(K, d)
+            nn.init.zeros_(self.emotion_proj.weight)
+            nn.init.zeros_(self.emotion_proj.bias)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.final_norm = nn.LayerNorm(d, elementwise_affine=False)
         self.final_modulation = nn.Linear(d, 2 * d)
@@ -126,12 +140,31 @@ class Denoiser(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
+    def emotion_logits(self, audio: torch.Tensor, mask: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+        """The emotion head's reading of the audio features (B, T, C) of a speaker (identity vectors (B, E): whose
+        voice it is, e.g. the identity matched from the audio) -> logits (B, K) over ``emotion_names``."""
+        if self.emotion_head is None:
+            raise ValueError("this model has no emotion head")
+        return self._emotion(pooled_stats(audio, mask), identity)
+
+    def _emotion(self, stats: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+        return self.emotion_head(torch.cat([stats, identity.to(stats.dtype)], dim=-1))
+
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, audio: torch.Tensor, identity: torch.Tensor,
-                mask: torch.Tensor) -> torch.Tensor:
-        """x_t (B, T, D), t (B,) long, audio (B, T, C), identity (B, E), mask (B, T) bool -> x0 (B, T, D)."""
+                mask: torch.Tensor, emotion: torch.Tensor | None = None) -> torch.Tensor:
+        """x_t (B, T, D), t (B,) long, audio (B, T, C), identity (B, E), mask (B, T) bool -> x0 (B, T, D).
+
+        emotion: optional (B, K) weights over the emotion names (one-hot for a named emotion); None reads them from
+        the audio with the emotion head, for the speaker ``identity``. Ignored by models without an emotion head.
+        """
         cond = self.time_mlp(timestep_embedding(t, self.time_dim)) + self.identity_proj(identity)  # (B, d)
+        stats = pooled_stats(audio, mask) if self.context_proj is not None or self.emotion_head is not None else None
         if self.context_proj is not None:
-            cond = cond + self.context_proj(pooled_stats(audio, mask))
+            cond = cond + self.context_proj(stats)
+        if self.emotion_head is not None:
+            if emotion is None:
+                emotion = torch.softmax(self._emotion(stats, identity), dim=-1)
+            cond = cond + self.emotion_proj(emotion.to(cond.dtype))
         cond = F.silu(cond)
         h = self.input(torch.cat([self.motion_in(x_t), audio], dim=-1))  # (B, T, d)
         rel, allowed = band_structure(mask, self.window)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 
 from diffusiontalker.config import DiffusionConfig
 from diffusiontalker.model import TalkerModel
@@ -73,15 +74,44 @@ def conditioning(model: TalkerModel, batch: dict, cfg: DiffusionConfig, generato
     if train and cfg.identity_dropout > 0:
         drop = (torch.rand(speaker.shape, generator=generator) < cfg.identity_dropout).to(speaker.device)
         index = torch.where(drop, torch.full_like(index, -1), index)
-    return {"feats": feats, "mask": mask, "index": index, "identity": model.identity.embed(index), "id_loss": id_loss,
-            "id_acc": id_acc}
+    out = {"feats": feats, "mask": mask, "index": index, "identity": model.identity.embed(index), "id_loss": id_loss,
+           "id_acc": id_acc, "emotion": None}
+    if model.denoiser.emotion_head is not None:
+        out.update(emotion_conditioning(model, feats, mask, out["identity"], batch.get("emotion"), cfg, generator,
+                                        train))
+    return out
+
+
+def emotion_conditioning(model: TalkerModel, feats: torch.Tensor, mask: torch.Tensor, identity: torch.Tensor,
+                         label: torch.Tensor | None, cfg: DiffusionConfig, generator: torch.Generator | None = None,
+                         train: bool = True) -> dict:
+    """The emotion head's cross-entropy on the labelled clips (label >= 0; -1 = unlabelled) and each clip's emotion
+    weights: the head's probabilities, or (training, with probability ``emotion_label_prob``) its true one-hot.
+    The head reads the audio for the conditioning identity (detached: the emotion loss does not move identities)."""
+    logits = model.denoiser.emotion_logits(feats, mask, identity.detach())  # (B, K)
+    probs = torch.softmax(logits, dim=-1)
+    B, K = logits.shape
+    if label is None:
+        label = torch.full((B,), -1, dtype=torch.long, device=logits.device)
+    known = label >= 0
+    zero = logits.sum() * 0.0  # keeps the graph (and DDP's used-parameter bookkeeping) when nothing is labelled
+    loss = F.cross_entropy(logits[known], label[known]) if bool(known.any()) else zero
+    acc = (logits.argmax(-1) == label)[known].float().mean() if bool(known.any()) else zero.detach()
+    use = torch.zeros(B, dtype=torch.bool, device=logits.device)
+    if train and cfg.emotion_label_prob > 0 and bool(known.any()):
+        use = (torch.rand((B,), generator=generator) < cfg.emotion_label_prob).to(logits.device) & known
+        onehot = F.one_hot(label.clamp_min(0), K).to(probs.dtype)
+        probs = torch.where(use[:, None], onehot, probs)
+    return {"emotion": probs, "emotion_forced": use, "emo_loss": loss, "emo_acc": acc}
 
 
 def training_loss(model: TalkerModel, schedule: NoiseSchedule, batch: dict, cfg: DiffusionConfig,
                   generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    """Teacher loss: x0 reconstruction + velocity_weight · velocity + identity_weight · InfoNCE.
+    """Teacher loss: x0 reconstruction + velocity_weight · velocity + identity_weight · InfoNCE
+    (+ emotion_weight · the emotion head's cross-entropy, for models with one).
 
-    batch: audio (B, N), audio_lengths (B,), motion (B, T, D) raw, mask (B, T), speaker (B,), num_frames (B,).
+    batch: audio (B, N), audio_lengths (B,), motion (B, T, D) raw, mask (B, T), speaker (B,), num_frames (B,), and
+    optionally emotion (B,) label indices (-1 = unlabelled).
     """
     cond = conditioning(model, batch, cfg, generator)
     mask = cond["mask"] & batch["mask"]
@@ -91,12 +121,15 @@ def training_loss(model: TalkerModel, schedule: NoiseSchedule, batch: dict, cfg:
     t = torch.randint(0, schedule.num_train_timesteps, (B,), generator=generator).to(x0.device)
     noise = torch.randn(x0.shape, generator=generator).to(x0.device)
     z_t = q_sample(schedule, x0, t, noise)
-    x0_pred = model.denoiser(z_t, t, cond["feats"], cond["identity"], mask)
+    x0_pred = model.denoiser(z_t, t, cond["feats"], cond["identity"], mask, emotion=cond["emotion"])
     rec = masked_mse(x0_pred, x0, mask)
     vel = velocity_loss(x0_pred, x0, mask)
     loss = rec + cfg.velocity_weight * vel + cfg.identity_weight * cond["id_loss"]
-    return {"loss": loss, "rec": rec.detach(), "vel": vel.detach(), "id": cond["id_loss"].detach(),
-            "id_acc": cond["id_acc"].detach()}
+    out = {"rec": rec.detach(), "vel": vel.detach(), "id": cond["id_loss"].detach(), "id_acc": cond["id_acc"].detach()}
+    if "emo_loss" in cond:
+        loss = loss + cfg.emotion_weight * cond["emo_loss"]
+        out.update(emo=cond["emo_loss"].detach(), emo_acc=cond["emo_acc"].detach())
+    return {"loss": loss, **out}
 
 
 @torch.no_grad()
@@ -104,8 +137,8 @@ def sample(model: TalkerModel, schedule: NoiseSchedule, feats: torch.Tensor, mas
            identity: torch.Tensor, steps: int, noise: torch.Tensor,
            sampler: Literal["ddim", "ddpm"] = "ddim", generator: torch.Generator | None = None,
            known: torch.Tensor | None = None, known_mask: torch.Tensor | None = None,
-           progress: Callable[[int, int], None] | None = None, reencode: Callable[[], torch.Tensor] | None = None
-           ) -> torch.Tensor:
+           progress: Callable[[int, int], None] | None = None, reencode: Callable[[], torch.Tensor] | None = None,
+           emotion: torch.Tensor | None = None) -> torch.Tensor:
     """Draw x0 (normalised space) by walking the nested ``steps`` grid from pure noise.
 
     Args:
@@ -117,6 +150,7 @@ def sample(model: TalkerModel, schedule: NoiseSchedule, feats: torch.Tensor, mas
             inpainting, used to stitch long audio windows): after each intermediate step they are replaced by the
             forward-noised known motion at the new noise level.
         reencode: optional callable returning fresh features each step (only to measure what encoding once saves).
+        emotion: optional (B, K) emotion weights (models with an emotion head); None reads them from the audio.
     """
     B = noise.shape[0]
     z = noise * mask[..., None]
@@ -127,7 +161,8 @@ def sample(model: TalkerModel, schedule: NoiseSchedule, feats: torch.Tensor, mas
         t_next = schedule.next_t(t, steps)
         if reencode is not None:
             feats = reencode()
-        x0_pred = model.denoiser(z, t, feats, identity, mask)
+        # (the emotion keyword only when given: denoisers written before it, and test doubles, still plug in)
+        x0_pred = model.denoiser(z, t, feats, identity, mask, **({} if emotion is None else {"emotion": emotion}))
         if sampler == "ddim":
             z = ddim_step(schedule, z, x0_pred, t, t_next)
         elif t_int == grid[-1]:

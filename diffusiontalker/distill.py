@@ -9,7 +9,9 @@ student step spans exactly two teacher steps. The x-space target that makes the 
 
 and the loss is weighted by max(SNR_t, 1) ("truncated SNR" weighting, their sec. 4). At t'' = -1 (the last step),
 sigma_t'' = 0 and the target is simply the teacher's two-step result. The contrastive identity loss stays on, so
-personalisation survives distillation.
+personalisation survives distillation. So does the emotion head (models with one): its cross-entropy stays on, and
+the teacher conditions on the same emotion choice as the student (the true label's one-hot, or its own reading of
+the audio where the student uses its own).
 """
 
 from __future__ import annotations
@@ -32,13 +34,14 @@ def distillation_target(schedule: NoiseSchedule, z_t: torch.Tensor, z_tpp: torch
 
 
 def teacher_two_steps(teacher: TalkerModel, schedule: NoiseSchedule, z_t: torch.Tensor, t: torch.Tensor,
-                      student_steps: int, feats: torch.Tensor, identity: torch.Tensor, mask: torch.Tensor
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+                      student_steps: int, feats: torch.Tensor, identity: torch.Tensor, mask: torch.Tensor,
+                      emotion: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Two teacher DDIM steps t -> t' -> t'' on the teacher's 2N grid; returns (z_t'', t'')."""
     half = schedule.num_train_timesteps // (2 * student_steps)
     t_p, t_pp = t - half, t - 2 * half
-    z_p = ddim_step(schedule, z_t, teacher.denoiser(z_t, t, feats, identity, mask), t, t_p)
-    z_pp = ddim_step(schedule, z_p, teacher.denoiser(z_p, t_p, feats, identity, mask), t_p, t_pp)
+    extra = {} if emotion is None else {"emotion": emotion}  # only when given: test doubles take no emotion
+    z_p = ddim_step(schedule, z_t, teacher.denoiser(z_t, t, feats, identity, mask, **extra), t, t_p)
+    z_pp = ddim_step(schedule, z_p, teacher.denoiser(z_p, t_p, feats, identity, mask, **extra), t_p, t_pp)
     return z_pp, t_pp
 
 
@@ -58,14 +61,22 @@ def progressive_distill_loss(student: TalkerModel, teacher: TalkerModel, schedul
         t_feats, _ = teacher.encode(batch["audio"], batch["audio_lengths"], batch["num_frames"])
         # the teacher conditions on the same identity choice (index or null) as the student
         t_identity = teacher.identity.embed(cond["index"])
-        z_pp, t_pp = teacher_two_steps(teacher, schedule, z_t, t, student_steps, t_feats, t_identity, mask)
+        t_emotion = None
+        if cond["emotion"] is not None and teacher.denoiser.emotion_head is not None:
+            t_emotion = torch.softmax(teacher.denoiser.emotion_logits(t_feats, mask, t_identity), dim=-1)
+            t_emotion = torch.where(cond["emotion_forced"][:, None], cond["emotion"], t_emotion)
+        z_pp, t_pp = teacher_two_steps(teacher, schedule, z_t, t, student_steps, t_feats, t_identity, mask,
+                                       t_emotion)
         target = distillation_target(schedule, z_t, z_pp, t, t_pp) * mask[..., None]
-    pred = student.denoiser(z_t, t, cond["feats"], cond["identity"], mask)
+    pred = student.denoiser(z_t, t, cond["feats"], cond["identity"], mask, emotion=cond["emotion"])
     weight = schedule.snr(t).clamp(min=1.0).to(pred.dtype)  # max(SNR_t, 1)
     weight = weight / weight.mean()  # keep the loss scale comparable across rounds
     rec = (masked_mse(pred, target, mask, per_sample=True) * weight).mean()
     vel = (velocity_loss(pred, target, mask, per_sample=True) * weight).mean()
     loss = rec + cfg.velocity_weight * vel + cfg.identity_weight * cond["id_loss"]
-    return {"loss": loss, "rec": rec.detach(), "vel": vel.detach(), "id": cond["id_loss"].detach(),
-            "id_acc": cond["id_acc"].detach()}
+    out = {"rec": rec.detach(), "vel": vel.detach(), "id": cond["id_loss"].detach(), "id_acc": cond["id_acc"].detach()}
+    if "emo_loss" in cond:
+        loss = loss + cfg.emotion_weight * cond["emo_loss"]
+        out.update(emo=cond["emo_loss"].detach(), emo_acc=cond["emo_acc"].detach())
+    return {"loss": loss, **out}
 

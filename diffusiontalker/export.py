@@ -287,7 +287,8 @@ def _read_npy(path: Path) -> Animation:
     return Animation(values=values, fps=float(meta.get("fps", FPS)), kind=kind, names=names, template=template,
                      faces=faces, seed=meta.get("seed"), steps=meta.get("steps"), identity=meta.get("identity"),
                      identity_scores=meta.get("identity_scores") or {}, timings=meta.get("timings") or {},
-                     model=meta.get("model") or "")
+                     model=meta.get("model") or "", emotion=meta.get("emotion"),
+                     emotion_scores=meta.get("emotion_scores") or {})
 
 
 def _read_csv(path: Path) -> Animation:

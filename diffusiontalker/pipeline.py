@@ -12,6 +12,7 @@ and no seam shows.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,7 @@ from diffusiontalker.model import TalkerModel
 from diffusiontalker.schedule import NoiseSchedule
 
 IdentitySpec = str | dict[str, float] | None
+EmotionSpec = str | dict[str, float] | None
 Progress = Callable[[float, str], None]
 
 WINDOW_SECONDS = 20.0
@@ -46,6 +48,7 @@ class Pipeline:
         self.device = torch.device(device)
         self._models: dict[int, tuple[TalkerModel, Config]] = {}
         self._schedules: dict[int, NoiseSchedule] = {}
+        self._load_lock = threading.Lock()
         self.window_frames = int(round(window_seconds * FPS))
         self.overlap_frames = int(round(overlap_seconds * FPS))
         if not 0 < self.overlap_frames < self.window_frames // 2:
@@ -82,12 +85,14 @@ class Pipeline:
     def model(self, steps: int | None = None) -> TalkerModel:
         """The network of the rung sampling with ``steps`` steps (loaded once, then cached)."""
         steps = self._check_steps(steps)
-        if steps not in self._models:
-            model, cfg, _ = load_checkpoint(self.rungs[steps], self.device)
-            if cfg.model.identity_names != self.identity_names or cfg.model.kind != self.kind:
-                raise DiffusionTalkerError(f"rung {steps} of the ladder has other identities or output kind")
-            self._models[steps] = (model, cfg)
-            self._schedules[steps] = NoiseSchedule(cfg.diffusion.num_train_timesteps)
+        with self._load_lock:  # app users arrive on several threads: load each rung once, publish it whole
+            if steps not in self._models:
+                model, cfg, _ = load_checkpoint(self.rungs[steps], self.device)
+                if cfg.model.identity_names != self.identity_names or cfg.model.kind != self.kind:
+                    raise DiffusionTalkerError(f"rung {steps} of the ladder has other identities or output kind")
+                # the schedule first: a reader that finds the model must find its schedule too
+                self._schedules[steps] = NoiseSchedule(cfg.diffusion.num_train_timesteps)
+                self._models[steps] = (model, cfg)
         return self._models[steps][0]
 
     def _check_steps(self, steps: int | None) -> int:
@@ -133,12 +138,61 @@ class Pipeline:
             return lib.embed(torch.tensor([lib.index(best)]))[0], f"auto:{best}"
         return lib.embed(torch.tensor([lib.index(identity)]))[0], identity
 
+    @property
+    def emotion_names(self) -> list[str]:
+        """The emotions this model can be conditioned on (empty for models without an emotion head)."""
+        return list(self.config.model.emotion_names) if self.config.model.has_emotion else []
+
+    @torch.no_grad()
+    def read_emotion(self, feats: torch.Tensor, mask: torch.Tensor, steps: int | None = None,
+                     scores: dict[str, float] | None = None) -> dict[str, float]:
+        """The emotion head's probability of each emotion given the audio features ({} without a head). The head
+        hears the emotion against the voice's speaker: the identity matched from the audio (``scores``, computed
+        when not given), whatever identity the animation is then given."""
+        den = self.model(steps).denoiser
+        if den.emotion_head is None:
+            return {}
+        if scores is None:
+            scores = self.match_identity(feats, mask, steps)
+        voice, _ = self.identity_vector("auto", scores, steps)
+        probs = torch.softmax(den.emotion_logits(feats, mask, voice[None]), dim=-1)[0]
+        return {n: float(p) for n, p in zip(self.emotion_names, probs)}
+
+    def emotion_vector(self, emotion: EmotionSpec, scores: dict[str, float]) -> tuple[torch.Tensor | None, str | None]:
+        """Resolve 'auto' / a name / a {name: weight} mix to emotion weights (K,) and a label; (None, None) for a
+        model without an emotion head (which accepts only 'auto' or None)."""
+        names = self.emotion_names
+        if emotion is None:
+            emotion = "auto"
+        if not names:
+            if emotion != "auto":
+                raise DiffusionTalkerError("this model has no emotion head (its training data had no emotion labels); "
+                                           "leave emotion at 'auto'")
+            return None, None
+        if isinstance(emotion, dict):
+            unknown = [n for n in emotion if n not in names]
+            if unknown:
+                raise DiffusionTalkerError(f"unknown emotion {unknown}; this model knows {names}")
+            w = torch.tensor([float(emotion.get(n, 0.0)) for n in names])
+            if not torch.isfinite(w).all() or torch.any(w < 0) or float(w.sum()) <= 0:
+                raise DiffusionTalkerError("emotion mix weights must be >= 0 and not all zero")
+            label = " + ".join(f"{v:g}×{n}" for n, v in emotion.items())
+            return w / w.sum(), f"mix: {label}"
+        if not isinstance(emotion, str):
+            raise DiffusionTalkerError("emotion must be 'auto', an emotion name or a {name: weight} mix")
+        if emotion == "auto":
+            best = max(scores, key=scores.get)
+            return torch.tensor([scores[n] for n in names]), f"auto:{best}"
+        if emotion not in names:
+            raise DiffusionTalkerError(f"unknown emotion {emotion!r}; choose 'auto' or one of {names}")
+        return torch.nn.functional.one_hot(torch.tensor(names.index(emotion)), len(names)).float(), emotion
+
     # --- the call -------------------------------------------------------------------------------------------
     @torch.no_grad()
     def __call__(self, audio: str | os.PathLike | np.ndarray, steps: int | None = None,
                  identity: IdentitySpec = "auto", num_samples: int = 1, seed: int = 0,
-                 progress: Progress | None = None, sr: int | None = None, max_seconds: float | None = None
-                 ) -> list[Animation]:
+                 progress: Progress | None = None, sr: int | None = None, max_seconds: float | None = None,
+                 emotion: EmotionSpec = "auto") -> list[Animation]:
         """Generate ``num_samples`` animations for one clip (sample i uses seed ``seed + i``).
 
         Args:
@@ -148,6 +202,8 @@ class Pipeline:
             num_samples: diversity samples, drawn as one batch.
             seed: base seed; same inputs and seed give the same output.
             progress: optional callback(fraction in [0, 1], description).
+            emotion: models with an emotion head: "auto" (read from the whole clip's audio), an emotion name, or a
+                {name: weight} mix. Models without one accept only "auto".
         """
         steps = self._check_steps(steps)
         if not 1 <= int(num_samples) <= 64:
@@ -167,11 +223,13 @@ class Pipeline:
         tic = time.perf_counter()
         scores = self.match_identity(feats, mask, steps)
         id_vec, id_label = self.identity_vector(identity, scores, steps)
+        emo_scores = self.read_emotion(feats, mask, steps, scores)
+        emo_vec, emo_label = self.emotion_vector(emotion, emo_scores)
         timings["match"] = time.perf_counter() - tic
 
         tic = time.perf_counter()
         x = self._sample_windows(model, self._schedules[steps], feats, id_vec, steps, int(num_samples), int(seed),
-                                 report)  # (N, T, D) normalised
+                                 report, emo_vec)  # (N, T, D) normalised
         motion = model.denormalise(x).cpu().numpy()
         timings["sample"] = time.perf_counter() - tic
         timings["total"] = sum(timings.values())
@@ -182,7 +240,8 @@ class Pipeline:
         out = []
         for i in range(int(num_samples)):
             common = dict(fps=FPS, audio=wav, seed=int(seed) + i, steps=steps, identity=id_label,
-                          identity_scores=scores, timings=dict(timings), model=label)
+                          identity_scores=scores, timings=dict(timings), model=label, emotion=emo_label,
+                          emotion_scores=emo_scores)
             if self.kind == "blendshape":
                 out.append(Animation(np.clip(motion[i], 0.0, 1.0), kind="blendshape",
                                      names=tuple(self.config.model.channel_names), **common))
@@ -195,13 +254,16 @@ class Pipeline:
         return out
 
     def _sample_windows(self, model: TalkerModel, schedule: NoiseSchedule, feats: torch.Tensor,
-                        id_vec: torch.Tensor, steps: int, n: int, seed: int, report: Progress) -> torch.Tensor:
-        """Sample the whole clip, in overlapping windows when it is longer than one window."""
+                        id_vec: torch.Tensor, steps: int, n: int, seed: int, report: Progress,
+                        emo_vec: torch.Tensor | None = None) -> torch.Tensor:
+        """Sample the whole clip, in overlapping windows when it is longer than one window (every window with the
+        clip's identity and emotion)."""
         T, D = feats.shape[1], model.cfg.motion_dim
         # each sample's starting noise comes from its own generator, so sample i with seed s == sample 0 with s + i
         noise = torch.stack([torch.randn(T, D, generator=torch.Generator().manual_seed(seed + i)) for i in range(n)])
         gen = torch.Generator().manual_seed(seed)
         identity = id_vec[None].expand(n, -1)
+        emotion = emo_vec[None].expand(n, -1).to(feats.device) if emo_vec is not None else None
         W, O = self.window_frames, self.overlap_frames
         starts = [0] if T <= W else list(range(0, T - O, W - O))
         out = torch.zeros(n, T, D)
@@ -224,7 +286,7 @@ class Pipeline:
                 report((k + i / total) / len(starts), f"denoising ({steps} steps)")
 
             x = sample(model, schedule, f, mask, identity, steps, noise[:, s:e], generator=gen, known=known,
-                       known_mask=known_mask, progress=window_progress)
+                       known_mask=known_mask, progress=window_progress, emotion=emotion)
             if overlap:
                 w = torch.linspace(0, 1, overlap + 2)[1:-1].view(1, -1, 1)  # linear cross-fade over the overlap
                 x[:, :overlap] = (1 - w) * out[:, s:prev_end] + w * x[:, :overlap]

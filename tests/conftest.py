@@ -31,17 +31,22 @@ def speechlike(seconds: float = 1.5, f0: float = 140.0, seed: int = 0, sr: int =
 
 
 def make_checkpoint(directory: Path, steps: int = 8, kind: str = "blendshape", seed: int = 0,
-                    identities: list[str] | None = None, vertices: int = 10) -> Path:
-    """A tiny random (untrained) checkpoint with non-trivial output weights, so samples depend on their inputs."""
+                    identities: list[str] | None = None, vertices: int = 10, emotions: list[str] | None = None) -> Path:
+    """A tiny random (untrained) checkpoint with non-trivial output weights, so samples depend on their inputs;
+    ``emotions``: give it an emotion head over these names (its projection randomised too)."""
     torch.manual_seed(seed)
     names = identities or IDENTITIES
     overrides = {"model__identity_names": names, "diffusion__steps": steps}
+    if emotions:
+        overrides |= {"model__emotion_head": True, "model__emotion_names": list(emotions)}
     if kind == "vertex":
         overrides |= {"model__kind": "vertex", "model__motion_dim": 3 * vertices, "model__channel_names": None}
     cfg = override(preset("tiny"), **overrides)
     model = TalkerModel(cfg.model)
     with torch.no_grad():  # zero-initialised outputs would make every sample identical; give them weights
         torch.nn.init.normal_(model.denoiser.output.weight, std=0.05)  # tiny preset: full-rank output
+        if emotions:
+            torch.nn.init.normal_(model.denoiser.emotion_proj.weight, std=0.5)
         if kind == "blendshape":
             model.set_normalisation(np.full(52, 0.2), np.full(52, 0.1))
         else:
@@ -49,11 +54,12 @@ def make_checkpoint(directory: Path, steps: int = 8, kind: str = "blendshape", s
     return save_checkpoint(model, cfg, directory, meta={"data": "random init (test)", "licence": "test"})
 
 
-def make_ladder(directory: Path, steps: tuple[int, ...] = (8, 4, 2, 1), kind: str = "blendshape") -> Path:
+def make_ladder(directory: Path, steps: tuple[int, ...] = (8, 4, 2, 1), kind: str = "blendshape",
+                emotions: list[str] | None = None) -> Path:
     rungs = {}
     for i, s in enumerate(steps):
         name = "teacher" if i == 0 else f"student-{s}"
-        make_checkpoint(directory / name, steps=s, kind=kind, seed=i)
+        make_checkpoint(directory / name, steps=s, kind=kind, seed=i, emotions=emotions)
         rungs[s] = name
     write_ladder(directory, rungs, teacher_steps=steps[0])
     return directory

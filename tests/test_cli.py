@@ -144,3 +144,24 @@ def test_real_subprocess(tmp_path, speech_wav, tiny_checkpoint):
     for seed in (0, 1):
         assert np.load(out / f"speech_seed{seed}.npy").shape == (45, 52)
         assert json.loads((out / f"speech_seed{seed}.json").read_text())["seed"] == seed
+
+
+def test_emotion_by_name_and_its_errors(tmp_path, speech_wav, tiny_checkpoint, capsys):
+    """--emotion picks a learned emotion (recorded in the sidecar); auto reads it; a model without an emotion head,
+    or an emotion it does not know, ends with exit 2 and a hint."""
+    from conftest import make_checkpoint
+
+    emo = make_checkpoint(tmp_path / "emo", emotions=["neutral", "happy"])
+    assert generate(speech_wav, emo, tmp_path / "a", "--emotion", "happy") == 0
+    meta = json.loads((tmp_path / "a" / f"{speech_wav.stem}.json").read_text())
+    assert meta["emotion"] == "happy" and set(meta["emotion_scores"]) == {"neutral", "happy"}
+    assert generate(speech_wav, emo, tmp_path / "b") == 0
+    assert json.loads((tmp_path / "b" / f"{speech_wav.stem}.json").read_text())["emotion"].startswith("auto:")
+    assert generate(speech_wav, emo, tmp_path / "c", "--emotion", "happy=0.5,neutral=0.5") == 0
+    assert json.loads((tmp_path / "c" / f"{speech_wav.stem}.json").read_text())["emotion"] == (
+        "mix: 0.5×happy + 0.5×neutral")
+    capsys.readouterr()
+    assert generate(speech_wav, emo, tmp_path / "d", "--emotion", "sad") == 2
+    assert "unknown emotion 'sad'" in capsys.readouterr().err
+    assert generate(speech_wav, tiny_checkpoint, tmp_path / "e", "--emotion", "happy") == 2
+    assert "no emotion head" in capsys.readouterr().err

@@ -66,6 +66,8 @@ def test_bad_choice_lists_valid_choices(field, value, pattern):
     ({"kind": "vertex", "motion_dim": 31, "channel_names": None}, "3 x vertices"),
     ({"identity_names": []}, "non-empty list of unique names"),
     ({"identity_names": ["ava", "ava"]}, "unique names"),
+    ({"emotion_head": True, "emotion_names": ["happy", "happy"]}, "emotion_names must be unique"),
+    ({"emotion_names": ["happy", "sad"]}, "emotion_head is False"),
 ])
 def test_model_config_validation(kwargs, pattern):
     with pytest.raises(ConfigError, match=pattern):
@@ -85,6 +87,8 @@ def test_vertex_and_transformers_configs_are_valid():
     (DiffusionConfig, {"steps": 0}, "steps must be positive"),
     (DiffusionConfig, {"velocity_weight": -1.0}, "loss weights must be >= 0"),
     (DiffusionConfig, {"identity_dropout": 1.0}, r"identity_dropout in \[0, 1\)"),
+    (DiffusionConfig, {"emotion_weight": -0.1}, "emotion_weight must be >= 0"),
+    (DiffusionConfig, {"emotion_label_prob": 1.5}, r"emotion_label_prob in \[0, 1\]"),
     (TrainConfig, {"window_min": 5.0, "window_max": 2.0}, "window_min must not exceed window_max"),
     (TrainConfig, {"ema_decay": 1.0}, "ema_decay"),
     (TrainConfig, {"lr": 0.0}, "lr must be positive"),
@@ -144,3 +148,11 @@ def test_replace_revalidates():
     assert replace(m, d_model=64).d_model == 64
     with pytest.raises(ConfigError):
         replace(m, d_model=33)
+
+
+def test_an_emotion_head_needs_two_labelled_emotions():
+    """The head exists only when asked for AND the data had at least two emotion labels to tell apart."""
+    assert not ModelConfig().has_emotion
+    assert not ModelConfig(emotion_head=True).has_emotion  # data without labels
+    assert not ModelConfig(emotion_head=True, emotion_names=["neutral"]).has_emotion
+    assert ModelConfig(emotion_head=True, emotion_names=["neutral", "happy"]).has_emotion

@@ -155,3 +155,23 @@ def test_pooled_stats_match_numpy():
     assert stats.shape == (2, 8)
     torch.testing.assert_close(stats[1, :4], feats[1, :5].mean(0))
     torch.testing.assert_close(stats[1, 4:], feats[1, :5].std(0, unbiased=False), atol=1e-4, rtol=1e-4)
+
+
+@torch.no_grad()
+def test_emotion_head_reads_the_audio_and_a_named_emotion_overrides_it():
+    den = make(model__emotion_head=True, model__emotion_names=["neutral", "happy", "sad"])
+    x, t, a, e, m = inputs()
+    neutral, happy = torch.tensor([[1.0, 0, 0]] * 2), torch.tensor([[0, 1.0, 0]] * 2)
+    # the projection starts at zero: adding the head to a trained model changes nothing until it is trained
+    torch.testing.assert_close(den(x, t, a, e, m, emotion=neutral), den(x, t, a, e, m, emotion=happy))
+    torch.nn.init.normal_(den.emotion_proj.weight, std=0.5)
+    assert (den(x, t, a, e, m, emotion=neutral) - den(x, t, a, e, m, emotion=happy)).abs().max() > 1e-3
+    logits = den.emotion_logits(a, m, e)
+    assert logits.shape == (2, 3)
+    # the head hears the audio against the speaker: another identity, another reading
+    assert not torch.allclose(logits, den.emotion_logits(a, m, torch.roll(e, 1, dims=0)))
+    # no emotion given: the head's reading of the audio (its softmax) conditions the model
+    torch.testing.assert_close(den(x, t, a, e, m), den(x, t, a, e, m, emotion=torch.softmax(logits, -1)))
+    assert make().emotion_head is None
+    with pytest.raises(ValueError, match="no emotion head"):
+        make().emotion_logits(a, m, e)

@@ -164,3 +164,30 @@ def test_the_table_goes_next_to_the_metrics_by_default(tmp_path, monkeypatch):
                  "--quiet"]) == 0
     assert out.exists() and "| teacher-2 |" in (tmp_path / "run" / "metrics_table.md").read_text()
     assert not list(cwd.iterdir())
+
+
+def test_other_takes_row_scores_the_data_against_itself(tmp_path):
+    """With several takes per clip the table gains the data's own floor: takes 1.. scored against take 0 exactly
+    like samples; data with a single take somewhere gets no such row."""
+    from diffusiontalker.metrics import lip_error
+    from train.evaluate import OTHER_TAKES
+
+    ladder = make_ladder(tmp_path / "ladder", steps=(2, 1))
+    rng = np.random.default_rng(1)
+    root = tmp_path / "clips"
+    (root / "test").mkdir(parents=True)
+    (root / "meta.json").write_text(json.dumps({"kind": "blendshape", "fps": 30, "sample_rate": 16000}))
+    expected = []
+    for i in range(2):
+        audio = speechlike(1.0, seed=i)
+        motion = _blendshape_motion(rng, 3, num_frames(len(audio)), ARKIT_52)
+        _write(root / "test" / f"ava_{i}.npz", audio=audio, motion=motion, kind="blendshape",
+               names=np.asarray(ARKIT_52), speaker="ava")
+        expected.append(np.mean([lip_error(motion[k], motion[0], ARKIT_52) for k in (1, 2)]))
+    rows = evaluate(ladder, root, seeds=2, identity_diversity=False)["rows"]
+    assert list(rows)[-2:] == [OTHER_TAKES, BASELINE]
+    assert rows[OTHER_TAKES]["lip_error"] == pytest.approx(float(np.mean(expected)), rel=1e-5)
+    assert rows[OTHER_TAKES]["lip_error"] < rows[BASELINE]["lip_error"]
+    assert "| data (other takes) | — |" in format_table({"rows": rows})
+    single = make_blendshape_clips(tmp_path / "mixed")  # ben_0 and cy_0 have one take
+    assert OTHER_TAKES not in evaluate(ladder, single, seeds=1, identity_diversity=False)["rows"]

@@ -201,3 +201,102 @@ def test_identity_summary_without_known_speakers_is_nan_not_a_crash():
     result, confusion = _identity_summary([], [], ["ava", "ben"])
     assert math.isnan(result["identity_top1"]) and result["identity_clips"] == 0
     assert confusion["matrix"] == [[0, 0], [0, 0]]
+
+
+def fabricate_emotional_clips(root: Path) -> Path:
+    """Two speakers x two emotions: 'happy' clips are pitched up and smile; meta.json declares the labels."""
+    jaw, smile = ARKIT_52.index("jawOpen"), ARKIT_52.index("mouthSmileLeft")
+    for split, n in {"train": 8, "val": 4, "test": 4}.items():
+        for i in range(n):
+            spk, emo = SPEAKERS[i % 2], ("neutral", "happy")[(i // 2) % 2]
+            audio = speechlike(2.0, f0=(120.0 if spk == "ava" else 200.0) * (1.3 if emo == "happy" else 1.0), seed=i)
+            T = num_frames(len(audio))
+            motion = np.zeros((T, 52), np.float32)
+            motion[:, jaw] = 0.5 * np.sin(2 * np.pi * 4.0 * np.arange(T) / 30.0) ** 2
+            motion[:, smile] = 0.7 if emo == "happy" else 0.1
+            write_clip(root / split / f"{spk}_{split}_{i}.npz", audio=audio, motion=motion, kind="blendshape",
+                       names=list(ARKIT_52), speaker=spk, emotion=emo)
+    write_meta(root, kind="blendshape", names=list(ARKIT_52), speakers=SPEAKERS, source="test",
+               emotions=["neutral", "happy"])
+    compute_norm(root)
+    return root
+
+
+def test_emotion_head_trains_distils_and_is_chosen_at_inference(tmp_path, capsys):
+    """Labelled data + emotion_head: the labels reach the config, the head's loss and accuracy are logged, the
+    students keep the head, and the pipeline reads the emotion from the audio or takes it by name."""
+    from diffusiontalker.data.clips import ClipDataset, collate
+    from diffusiontalker.errors import DiffusionTalkerError
+    from diffusiontalker.pipeline import Pipeline
+
+    data = fabricate_emotional_clips(tmp_path / "data")
+    items = ClipDataset(data, split="train", window=None)
+    assert items.emotions == ["neutral", "happy"]
+    assert collate([items[0], items[1]])["emotion"].tolist() == [0, 1]
+    run = tmp_path / "run"
+    assert train_teacher.main(["--data", str(data), "--preset", "tiny", "--out", str(run), "--quiet",
+                               "--iterations", "4", "--set", "model__emotion_head=true", "diffusion__steps=4",
+                               "train__eval_every=4", "train__log_every=2"]) == 0
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert all(0 <= r["emo_acc"] <= 1 and math.isfinite(r["emo"]) for r in log if "loss" in r)
+    assert any("val_emotion_acc" in r for r in log)
+    _, cfg, _ = load_checkpoint(run / "teacher")
+    assert cfg.model.emotion_names == ["neutral", "happy"] and cfg.model.has_emotion
+
+    ladder = tmp_path / "ladder"
+    assert distill_script.main(["--teacher", str(run / "teacher"), "--data", str(data), "--out", str(ladder),
+                                "--target", "2", "--iterations-per-round", "2", "--quiet"]) == 0
+    student, _, _ = load_checkpoint(ladder / "student-2")
+    assert student.denoiser.emotion_head is not None
+
+    pipe = Pipeline.from_pretrained(ladder)
+    assert pipe.emotion_names == ["neutral", "happy"]
+    audio = speechlike(1.5, f0=156.0)
+    [auto] = pipe(audio, steps=2, sr=SAMPLE_RATE)
+    assert auto.emotion.startswith("auto:") and sum(auto.emotion_scores.values()) == pytest.approx(1.0)
+    assert auto.metadata()["emotion_scores"] == auto.emotion_scores
+    [happy] = pipe(audio, steps=2, sr=SAMPLE_RATE, emotion="happy")
+    [mixed] = pipe(audio, steps=2, sr=SAMPLE_RATE, emotion={"happy": 1.0, "neutral": 1.0})
+    assert happy.emotion == "happy" and mixed.emotion.startswith("mix:")
+    with pytest.raises(DiffusionTalkerError, match="unknown emotion 'angry'"):
+        pipe(audio, steps=2, sr=SAMPLE_RATE, emotion="angry")
+    with pytest.raises(DiffusionTalkerError, match="not all zero"):
+        pipe(audio, steps=2, sr=SAMPLE_RATE, emotion={"happy": 0.0})
+
+    from train.evaluate import evaluate, format_table
+
+    metrics = evaluate(ladder, data, seeds=1, identity_diversity=False, teacher_ddim=[2])
+    rows = metrics["rows"]
+    for name in ("teacher-4", "student-2", "teacher-DDIM-2"):
+        assert 0 <= rows[name]["emotion_acc"] <= 1 and {"emotion_recall_happy", "emotion_recall_neutral"} <= set(
+            rows[name])
+    assert "emotion acc" in format_table(metrics)
+
+
+def test_init_from_warm_starts_and_adds_new_modules(clip_dir, tmp_path, capsys):
+    """--init-from copies a trained teacher's weights; modules it lacks (here the emotion head) keep their
+    initialisation and are named; a checkpoint of another shape is refused with a clear error."""
+    from diffusiontalker.pipeline import Pipeline
+
+    data = fabricate_emotional_clips(tmp_path / "data")
+    base = tmp_path / "base"
+    assert train_teacher.main(["--data", str(data), "--preset", "tiny", "--out", str(base), "--quiet",
+                               "--iterations", "2"]) == 0
+    old, _, _ = load_checkpoint(base / "teacher")
+    with pytest.raises(Exception, match="no emotion head"):
+        Pipeline.from_pretrained(base / "teacher")(speechlike(1.0), sr=SAMPLE_RATE, emotion="happy")
+    capsys.readouterr()
+    warm = tmp_path / "warm"
+    args = ["--data", str(data), "--preset", "tiny", "--out", str(warm), "--quiet", "--iterations", "1",
+            "--init-from", str(base / "teacher"), "--set", "model__emotion_head=true", "train__lr=1e-12",
+            "train__warmup=1"]
+    assert train_teacher.main(args) == 0
+    assert "denoiser.emotion_head.0.weight" in capsys.readouterr().out
+    new, _, _ = load_checkpoint(warm / "teacher")
+    # an (almost) zero learning rate: the copied weights are the old teacher's
+    torch.testing.assert_close(new.denoiser.input.weight, old.denoiser.input.weight, atol=1e-6, rtol=0)
+    other = tmp_path / "other"
+    assert train_teacher.main(["--data", str(clip_dir), "--preset", "tiny", "--out", str(other), "--quiet",
+                               "--iterations", "1", "--init-from", str(base / "teacher"),
+                               "--set", "model__d_model=16", "model__n_heads=2"]) == 2
+    assert "shapes differ" in capsys.readouterr().err

@@ -4,7 +4,8 @@
         --teacher-ddim 8 4 2 1 --out metrics.json --table table.md
 
 For each rung of the ladder (teacher and students), each ``--teacher-ddim N`` (the teacher sampled with plain DDIM
-at N steps: the distillation ablation) and a per-channel-mean baseline, every test clip is generated with
+at N steps: the distillation ablation), the data's other takes (what a perfect sampler would score, for data with
+several takes per clip) and a per-channel-mean baseline, every test clip is generated with
 ``--seeds`` seeds, conditioned on the clip's TRUE speaker by name (``"auto"`` when the checkpoint does not know the
 speaker), and compared with the ground truth (take 0 of multi-take clips) using :mod:`diffusiontalker.metrics`:
 
@@ -19,7 +20,9 @@ speaker), and compared with the ground truth (take 0 of multi-take clips) using 
 - style match (blendshapes): per speaker, the mean smile / brow / jaw level of the samples against the GT's
   (``style_<stat>_err``: mean absolute gap over speakers; ``style_<stat>_r``: Pearson r across speakers);
 - lip error (vertices: LVE) per emotion label (``lip_error_<emotion>``) when the clips carry two or more labels:
-  an emotion that shows on the mouth but that the model cannot hear leaves its clips' error high.
+  an emotion that shows on the mouth but that the model cannot hear leaves its clips' error high;
+- for models with an emotion head, how often it names a clip's emotion from the audio (``emotion_acc``, and the
+  recall per emotion).
 
 Other options: ``--teacher-ddpm N`` samples the teacher with ancestral DDPM at N steps (``--teacher-ddpm 1024``:
 every training step, as FaceDiffuser does); ``--augment-audio SEED`` applies the training augmentation
@@ -65,6 +68,9 @@ from diffusiontalker.schedule import NoiseSchedule
 Generate = Callable[[np.ndarray, IdentitySpec, int, int], tuple[np.ndarray, dict[str, float]]]
 
 BASELINE = "baseline (channel mean)"
+# the data's own other takes of each clip scored like samples: what a perfect generative model would score (the
+# floor set by take-to-take variation; only for data with two or more takes per clip, such as the synthetic set)
+OTHER_TAKES = "data (other takes)"
 # style statistics (blendshapes): the mean level over frames and these channels, per clip, averaged per speaker
 STYLE_STATS: dict[str, tuple[str, ...]] = {
     "smile": ("mouthSmileLeft", "mouthSmileRight"),
@@ -249,6 +255,17 @@ def constant_generator(mean: np.ndarray) -> Generate:
     def generate(wav: np.ndarray, identity: IdentitySpec, n: int, seed: int) -> tuple[np.ndarray, dict[str, float]]:
         T = num_frames(len(wav))
         return np.broadcast_to(mean, (n, T, mean.shape[0])).astype(np.float32), {}
+
+    return generate
+
+
+def takes_generator(clips: list[EvalClip]) -> Generate:
+    """The :data:`OTHER_TAKES` reference row: for a clip's audio, its recorded takes 1 .. K-1 as the "samples"
+    (at most ``n``), so they are scored against take 0 exactly as a model's samples are."""
+    by_audio = {id(c.audio): c for c in clips}
+
+    def generate(wav: np.ndarray, identity: IdentitySpec, n: int, seed: int) -> tuple[np.ndarray, dict[str, float]]:
+        return by_audio[id(wav)].motion[1:1 + n], {}
 
     return generate
 
@@ -455,10 +472,28 @@ def identity_row(pipe: Pipeline, clips: list[EvalClip], steps: int, details: dic
     return summary
 
 
+def emotion_accuracy(pipe: Pipeline, clips: list[EvalClip], steps: int) -> dict[str, float]:
+    """How often a rung's emotion head names the emotion label of a clip (over clips labelled with one of its
+    emotions), and the recall per emotion; {} for models without an emotion head or data without labels."""
+    names = pipe.emotion_names
+    hits: dict[str, list[float]] = {}
+    for clip in clips:
+        if clip.emotion not in names:
+            continue
+        feats, mask = pipe.encode(clip.audio, steps)
+        scores = pipe.read_emotion(feats, mask, steps)
+        hits.setdefault(clip.emotion, []).append(float(max(scores, key=scores.get) == clip.emotion))
+    if not hits:
+        return {}
+    out = {"emotion_acc": float(np.mean([h for v in hits.values() for h in v]))}
+    out.update({f"emotion_recall_{e}": float(np.mean(v)) for e, v in sorted(hits.items())})
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # the whole evaluation
 RECIPE_KEYS = ("encoder", "encoder_layers", "audio_dim", "identity_dim", "d_model", "n_layers", "n_heads", "ff_mult",
-               "dropout", "attn_window", "motion_rank", "global_context")
+               "dropout", "attn_window", "motion_rank", "global_context", "emotion_head")
 
 
 def model_recipe(model_cfg) -> dict:
@@ -558,6 +593,13 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str 
         details[label] = {}
         rows[label] = {"steps": s, **evaluate_row(gen, clips, ctx, seeds, identities=identity_diversity,
                                                           progress=tick, details=details[label])}
+        # the emotion head of the network that sampled this row (a teacher-DDIM row uses the teacher's)
+        net = teacher if label.startswith(("teacher-DDIM", "teacher-DDPM")) else s
+        rows[label].update(emotion_accuracy(pipe, clips, net))
+    if baseline and clips and all(c.motion.shape[0] >= 2 for c in clips):
+        details[OTHER_TAKES] = {}
+        rows[OTHER_TAKES] = {"steps": 0, **evaluate_row(takes_generator(clips), clips, ctx, seeds, timed=False,
+                                                        identities=False, details=details[OTHER_TAKES])}
     if baseline and mean is not None:
         if bar is not None:
             bar.set_description("baseline")
@@ -639,8 +681,9 @@ def merge_metrics(result: dict, others: Sequence[str | os.PathLike]) -> dict:
                 merged[name] = f"{path} ({doc.get('meta', {}).get('clips')} clips)"
     teacher_rows = {k: v for k, v in rows.items() if k.startswith("teacher-") and "DD" not in k}
     result["rows"] = teacher_rows | result["rows"] | {k: v for k, v in rows.items() if k not in teacher_rows}
-    if BASELINE in result["rows"]:  # keep the baseline last
-        result["rows"][BASELINE] = result["rows"].pop(BASELINE)
+    for last in (OTHER_TAKES, BASELINE):  # keep the reference rows last
+        if last in result["rows"]:
+            result["rows"][last] = result["rows"].pop(last)
     teacher = max([r.get("steps") or 0 for r in teacher_rows.values()] + [result["meta"].get("teacher_steps") or 0])
     add_speedups(result["rows"], teacher)
     result["meta"]["merged_rows"] = merged
@@ -658,13 +701,16 @@ def format_table(metrics: dict) -> str:
     cols += [("diversity (seeds)", "diversity_seeds", "num"), ("diversity (ids)", "diversity_identities", "num"),
              ("id top-1", "identity_top1", "pct"), ("id top-3", "identity_top3", "pct"),
              ("mouth std ratio", "mouth_std_ratio", "num")]
+    if any("emotion_acc" in row for row in metrics["rows"].values()):
+        cols += [("emotion acc", "emotion_acc", "pct")]
     if not vertex:
         cols += [("jaw r", "jaw_r", "num"), ("blink ratio", "blink_ratio", "num")]
     cols += [("s / s audio", "s_per_s_audio", "num"), ("speed-up", "speedup", "x")]
     lines = ["| model | " + " | ".join(c[0] for c in cols) + " |",
              "|---|" + "|".join("---:" for _ in cols) + "|"]
     for name, row in metrics["rows"].items():
-        cells = [M.format_metric(row.get(key), style) if not (key == "steps" and name == BASELINE) else "—"
+        cells = [M.format_metric(row.get(key), style) if not (key == "steps" and name in (BASELINE, OTHER_TAKES))
+                 else "—"
                  for _, key, style in cols]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     meta = metrics.get("meta", {})

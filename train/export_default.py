@@ -13,7 +13,7 @@ from pathlib import Path
 
 from diffusiontalker.checkpoint import load_checkpoint, read_ladder, save_checkpoint, write_ladder
 from diffusiontalker.config import Config
-from train.evaluate import BASELINE
+from train.evaluate import BASELINE, OTHER_TAKES
 
 
 def _git_commit() -> str:
@@ -126,16 +126,27 @@ def bars_section(run: Path) -> str:
     lines = ["| bar | measured | met? |", "|---|---:|---|"]
     lines += [f"| {bar} | {value} | {'—' if met is None else ('yes' if met else '**no**')} |"
               for bar, value, met in bars]
-    emotions = {k[len("lip_error_"):]: v for k, v in rows.get("student-8", {}).items()
-                if k.startswith("lip_error_") and v is not None}
-    note = ""
+    s8 = rows.get("student-8", {})
+    emotions = {k[len("lip_error_"):]: v for k, v in s8.items() if k.startswith("lip_error_") and v is not None}
+    notes = []
+    floor, base = rows.get(OTHER_TAKES, {}).get("lip_error"), rows.get(BASELINE, {}).get("lip_error")
+    if floor is not None and base:
+        notes.append(f"The data's own other takes, scored against take 0 like samples, reach lip error {floor:.3f} "
+                     f"({floor / base:.2f} x the baseline): the floor for a model that samples the data's variation "
+                     f"(gain, timing and expression differ between takes).")
     if emotions:
-        note = ("\nStudent-8 lip error by the clips' emotion: " + ", ".join(f"{e} {v:.3f}" for e, v in
-                                                                          sorted(emotions.items()))
-                + ". The synthetic emotions move the mouth (smile, frown) and show in the voice only as pitch, "
-                  "pace and loudness (which the level normalisation removes), so an emotion the model does not hear "
-                  "costs lip error; `python -m train.probe_emotion --data data/synth` measures how much of it the "
-                  "audio reveals.\n")
+        notes.append("Student-8 lip error by the clips' emotion: " + ", ".join(
+            f"{e} {v:.3f}" for e, v in sorted(emotions.items())) + ". The synthetic emotions move the mouth (smile, "
+            "frown) and show in the voice only as pitch, pace and loudness (which the level normalisation removes), "
+            "so an emotion the model does not hear costs lip error; `python -m train.probe_emotion --data "
+            "data/synth` measures how much of it the audio reveals.")
+    if s8.get("emotion_acc") is not None:
+        recalls = ", ".join(f"{k[len('emotion_recall_'):]} {100 * v:.0f}%" for k, v in sorted(s8.items())
+                            if k.startswith("emotion_recall_") and v is not None)
+        notes.append(f"The emotion head names {100 * s8['emotion_acc']:.0f}% of the test clips' emotions from the "
+                     f"audio (recall: {recalls}); choosing the emotion by name (`--emotion`, the app's Emotion "
+                     f"menu) sidesteps its mistakes.")
+    note = "".join(f"\n{n}\n" for n in notes)
     return "## Against the project's quality bars\n" + "\n".join(lines) + "\n" + note
 
 

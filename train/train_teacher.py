@@ -5,6 +5,7 @@ gradient clipping, EMA weights (saved), JSONL log, periodic resumable state, Ctr
     python -m train.train_teacher --data data/synth --preset cpu --out runs/default --resume
     torchrun --nproc_per_node=4 -m train.train_teacher --data data/beat --preset paper --out runs/beat   # several GPUs
     python -m train.train_teacher --data data/synth --out runs/ablations/no_identity --single-identity  # ablation
+    python -m train.train_teacher --data data/mine --out runs/mine --init-from checkpoints/default/teacher  # fine-tune
 
 The EMA teacher is written to OUT/teacher/ (a checkpoint dir sampling with ``diffusion.steps`` = 512 steps).
 """
@@ -45,11 +46,13 @@ SINGLE_IDENTITY = "everyone"  # the one identity of a --single-identity run
 
 
 def config_for_data(cfg: Config, data: ClipDataset) -> Config:
-    """Fit the model's output and identity sections to the dataset (kind, channels, speakers)."""
+    """Fit the model's output, identity and emotion sections to the dataset (kind, channels, speakers, and the
+    emotion labels when the model asks for an emotion head)."""
     faces = data_faces(data)
+    emotions = list(data.emotions) if cfg.model.emotion_head else []
     return override(cfg, model__kind=data.kind, model__motion_dim=int(data.motion_dim),
                     model__channel_names=list(data.names) if data.names is not None else None,
-                    model__identity_names=list(data.speakers),
+                    model__identity_names=list(data.speakers), model__emotion_names=emotions,
                     model__num_faces=int(len(faces)) if data.kind == "vertex" and faces is not None else 0)
 
 
@@ -76,6 +79,31 @@ def build_model(cfg: Config, data: ClipDataset) -> TalkerModel:
     return model
 
 
+def warm_start(model: TalkerModel, directory: str | Path) -> list[str]:
+    """Copy the weights of the checkpoint ``directory`` into ``model`` wherever name and shape agree (fine-tuning a
+    trained teacher, or adding a module such as the emotion head to one). Returns the names of the model's tensors
+    the checkpoint did not have (they keep their initialisation); refuses tensors whose shapes disagree."""
+    from safetensors.torch import load_file
+
+    from diffusiontalker.checkpoint import read_config
+    from diffusiontalker.errors import CheckpointError
+
+    directory = Path(directory)
+    read_config(directory)  # a readable checkpoint directory, or a clear error
+    weights = directory / "model.safetensors"
+    if not weights.exists():
+        raise CheckpointError(f"--init-from {directory}: no model.safetensors there")
+    state = load_file(str(weights))
+    own = model.state_dict()
+    clash = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+             if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if clash:
+        raise CheckpointError(f"--init-from {directory}: tensor shapes differ from this run's model ({clash[:3]}); "
+                              f"warm starts need the same network sizes, channels and identities")
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items() if k in own}, strict=False)
+    return sorted(set(own) - set(state))
+
+
 def spread(n: int, k: int) -> list[int]:
     """``min(k, n)`` distinct indices evenly spread over 0 .. n - 1, both ends included. Clips are sorted by name,
     speaker first, so validating on the first k would see one or two speakers; spread picks see them all."""
@@ -87,19 +115,22 @@ def validate(model: TalkerModel, schedule: NoiseSchedule, val: ClipDataset | Non
              max_clips: int = 16) -> dict[str, float]:
     """Lip error (blendshapes, mouth channels by name) or mean squared vertex error of 8-step DDIM samples on
     ``max_clips`` val clips spread evenly over the split, averaged over every take of each clip: fixed noise and no
-    random take, so two validations of the same weights give the same number."""
+    random take, so two validations of the same weights give the same number. Also the identity matching accuracy
+    and, for models with an emotion head, how often it names the clip's emotion."""
     if val is None or len(val) == 0:
         return {}
     from diffusiontalker import metrics
 
     model.eval()
-    errs, accs = [], []
+    errs, accs, emo = [], [], []
     for n, i in enumerate(spread(len(val), max_clips)):
         item = val[i]
         batch = collate([item])
         feats, mask = model.encode(batch["audio"], batch["audio_lengths"], batch["num_frames"])
         accs.append(float(model.identity.match(feats, mask)[0].argmax() == item["speaker"]))
         ident = model.identity.embed(batch["speaker"])
+        if model.denoiser.emotion_head is not None and int(item["emotion"]) >= 0:
+            emo.append(float(model.denoiser.emotion_logits(feats, mask, ident)[0].argmax() == item["emotion"]))
         g = torch.Generator().manual_seed(n)
         x = sample(model, schedule, feats, mask, ident, steps, torch.randn(feats.shape[:2] + (model.cfg.motion_dim,),
                                                                            generator=g))
@@ -109,7 +140,10 @@ def validate(model: TalkerModel, schedule: NoiseSchedule, val: ClipDataset | Non
             errs.append(np.mean([metrics.lip_error(np.clip(pred, 0, 1), gt, model.cfg.channel_names) for gt in takes]))
         else:
             errs.append(float(np.mean((pred[None] - takes) ** 2)))
-    return {"val_lip_error": float(np.mean(errs)), "val_identity_acc": float(np.mean(accs))}
+    out = {"val_lip_error": float(np.mean(errs)), "val_identity_acc": float(np.mean(accs))}
+    if emo:
+        out["val_emotion_acc"] = float(np.mean(emo))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--single-identity", action="store_true",
                    help=f"ablation: treat every clip as one speaker ({SINGLE_IDENTITY!r}), so no identity is learned")
     p.add_argument("--resume", action="store_true", help="continue from OUT/state")
+    p.add_argument("--init-from", metavar="CHECKPOINT_DIR",
+                   help="start from a trained teacher's weights (fine-tuning; new modules keep their initialisation); "
+                        "the optimiser and step start fresh")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
@@ -146,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         train = ClipDataset(args.data, split="train", window=(tc.window_min, tc.window_max), augment=tc.augment,
                             seed=tc.seed, cache=True)
         try:
-            val = ClipDataset(args.data, split="val", window=None, speakers=train.speakers, cache=True)
+            val = ClipDataset(args.data, split="val", window=None, speakers=train.speakers, cache=True,
+                              emotions=train.emotions)
         except DiffusionTalkerError:
             val = None
         if args.single_identity:
@@ -163,13 +201,22 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(tc.seed)
     model = build_model(cfg, train).to(device)
+    resuming = args.resume and (out / "state" / "state.json").exists()
+    if args.init_from and not resuming:
+        try:
+            fresh = warm_start(model, args.init_from)
+        except DiffusionTalkerError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if rank == 0:
+            print(f"warm start from {args.init_from}; new tensors: {fresh or 'none'}")
     if cfg.model.encoder != "mel" and cfg.model.encoder_config is None:  # store the backbone config for offline use
         cfg = override(cfg, model__encoder_config=model.encoder.backbone.config.to_dict())
     ema = EMA(model, tc.ema_decay)
     opt = make_optimizer(model, tc.lr, tc.weight_decay)
     schedule = NoiseSchedule(cfg.diffusion.num_train_timesteps)
     step = 0
-    if args.resume and (out / "state" / "state.json").exists():
+    if resuming:
         step = load_state(out / "state", model, ema, opt)["step"]
         if rank == 0:
             print(f"resumed from step {step}")

@@ -178,7 +178,8 @@ def prepare_beat(root: str | os.PathLike, out: str | os.PathLike,
             seconds[split] += len(clip["audio"]) / SAMPLE_RATE
     write_meta(out, kind="blendshape", names=list(ARKIT_52), speakers=sorted({t.speaker for t in takes}),
                heldout_speakers=[], source="beat", clip_seconds=clip_seconds, split_seed=seed,
-               languages=list(languages))
+               languages=list(languages),
+               emotions=[name for _, _, name in EMOTION_RANGES if any(t.emotion == name for t in takes)])
     compute_norm(out)
     stats = {"clips": sum(counts.values()), "hours": sum(seconds.values()) / 3600, "splits": dict(counts),
              "takes": len(takes), "skipped_files": dict(skipped),

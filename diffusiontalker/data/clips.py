@@ -180,13 +180,15 @@ class ClipDataset(torch.utils.data.Dataset):
     """Clips of one or more clip directories, cut into random windows for training.
 
     Items: ``audio`` (N,) float32, ``motion`` (T, D) RAW (not normalised; use :attr:`mean`/:attr:`std`),
-    ``speaker`` index (-1 for a speaker outside :attr:`speakers`), ``num_frames`` T, ``name``. With a
+    ``speaker`` index (-1 for a speaker outside :attr:`speakers`), ``emotion`` index into :attr:`emotions` (-1 when
+    the clip has no emotion label or one outside the list), ``num_frames`` T, ``name``. With a
     (K, T, D) clip one take is drawn at random per item. Windows map frames [s, s+W) to audio samples
     [round(s·SR/FPS), round((s+W)·SR/FPS)) so that ``num_frames(len(audio)) == W``.
     """
 
     def __init__(self, roots: str | Path | list, split: str = "train", window: tuple[float, float] | None = (2.0, 6.0),
-                 augment: bool = False, seed: int = 0, speakers: list[str] | None = None, cache: bool = False):
+                 augment: bool = False, seed: int = 0, speakers: list[str] | None = None, cache: bool = False,
+                 emotions: list[str] | None = None):
         roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
         if not roots:
             raise DataError("ClipDataset needs at least one clip directory")
@@ -214,6 +216,10 @@ class ClipDataset(torch.utils.data.Dataset):
             speakers = sorted({s for m in metas for s in m.get("speakers", [])})
         self.speakers: list[str] = list(speakers)
         self.speaker_to_index: dict[str, int] = {s: i for i, s in enumerate(self.speakers)}
+        if emotions is None:  # the labels the directories declare (meta.json "emotions"), in their order
+            emotions = list(dict.fromkeys(e for m in metas for e in m.get("emotions", [])))
+        self.emotions: list[str] = list(emotions)
+        self.emotion_to_index: dict[str, int] = {e: i for i, e in enumerate(self.emotions)}
         self.files: list[Path] = []
         for r in self.roots:
             self.files.extend(sorted((r / split).glob("*.npz")))
@@ -294,6 +300,7 @@ class ClipDataset(torch.utils.data.Dataset):
             "audio": torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)),
             "motion": torch.from_numpy(np.ascontiguousarray(motion, dtype=np.float32)),
             "speaker": torch.tensor(self.speaker_to_index.get(clip["speaker"], -1), dtype=torch.long),
+            "emotion": torch.tensor(self.emotion_to_index.get(str(clip.get("emotion", "")), -1), dtype=torch.long),
             "num_frames": int(motion.shape[0]),
             "name": self.files[i].stem,
         }
@@ -321,6 +328,7 @@ def collate(batch: list[dict]) -> dict:
         "motion": motion,
         "mask": mask,
         "speaker": torch.stack([torch.as_tensor(b["speaker"], dtype=torch.long) for b in batch]),
+        "emotion": torch.stack([torch.as_tensor(b.get("emotion", -1), dtype=torch.long) for b in batch]),
         "num_frames": torch.tensor([int(b["num_frames"]) for b in batch], dtype=torch.long),
         "names": [str(b["name"]) for b in batch],
     }
