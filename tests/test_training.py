@@ -300,3 +300,15 @@ def test_init_from_warm_starts_and_adds_new_modules(clip_dir, tmp_path, capsys):
                                "--iterations", "1", "--init-from", str(base / "teacher"),
                                "--set", "model__d_model=16", "model__n_heads=2"]) == 2
     assert "shapes differ" in capsys.readouterr().err
+
+
+def test_vertex_clips_keep_the_emotion_labels(tmp_path):
+    from diffusiontalker.data.clips import ClipDataset
+    from train import make_vertex_clips
+
+    src = fabricate_emotional_clips(tmp_path / "src")
+    out = tmp_path / "vertex"
+    assert make_vertex_clips.main(["--src", str(src), "--out", str(out), "--max-clips", "8"]) == 0
+    data = ClipDataset(out, split="train", window=None)
+    assert data.emotions == ["neutral", "happy"]
+    assert {int(data[i]["emotion"]) for i in range(len(data))} == {0, 1}

@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
                        speaker=clip["speaker"], emotion=clip.get("emotion", "neutral"))
         counts[split] = len(files)
     write_meta(out, kind="vertex", names=None, speakers=meta["speakers"], source="synthetic-vertex",
-               heldout_speakers=[], head_vertices=int(neutral.shape[0]), derived_from=str(src))
+               heldout_speakers=[], head_vertices=int(neutral.shape[0]), derived_from=str(src),
+               emotions=list(meta.get("emotions", [])))
     np.save(out / "faces.npy", head.faces.astype(np.int32))
     compute_norm(out)
     (out / "stats.json").write_text(json.dumps({"clips": sum(counts.values()), "splits": counts,
