@@ -57,6 +57,10 @@ def fabricate_runs(root: Path, with_ablations: bool = True) -> Path:
     for i, n in enumerate(report.STUDENT_STEPS):
         rows[f"teacher-DDIM-{n}"] = _row(n, 0.0601 + 0.01 * i, 0.02 * n, 0.9 / (0.02 * n))
     rows["teacher-DDIM-1"]["lip_error"] = 0.0501  # plain DDIM beats the student at N = 1: must be reported
+    emo = {"lip_error_neutral": 0.0401, "lip_error_happy": 0.0702, "emotion_acc": 0.8765}
+    rows["teacher-512"].update(emo)
+    rows["student-8 (true emotion)"] = _row(8, 0.0456, 0.16, 5.6, lip_error_happy=0.0471)
+    rows[report.OTHER_TAKES] = _row(0, 0.0389, None, None, top1=None)
     rows[BASELINE] = _row(0, 0.4321, None, None, top1=None)
     _write(root / "default" / "metrics.json",
            {"rows": rows, "meta": _meta("python -m train.evaluate --checkpoint runs/default/ladder",
@@ -92,6 +96,10 @@ def fabricate_runs(root: Path, with_ablations: bool = True) -> Path:
             "meta": _meta("python -m train.evaluate --checkpoint runs/ablations/facediffuser_style/teacher",
                           diffusion={"identity_weight": 0.0, "identity_dropout": 0.0, "steps": 512},
                           model={"dropout": 0.1, "d_model": 128})})
+    _write(ab / "no_emotion" / "metrics.json",
+           {"rows": {"teacher-512": _row(512, 0.0654, 0.9, 1.0, lip_error_neutral=0.0432, lip_error_happy=0.1098)},
+            "meta": _meta("python -m train.evaluate --checkpoint runs/ablations/no_emotion/teacher",
+                          model={"dropout": 0.0, "d_model": 128, "emotion_head": False})})
     for name, top1 in (("identity-test", 0.9467), ("identity-test-augmented", 0.8133)):
         _write(ab / name / "metrics.json",
                {"rows": {"teacher-512": {"steps": 512, "identity_top1": top1, "identity_top3": 1.0,
@@ -113,8 +121,8 @@ def test_report_from_fabricated_metrics_has_every_section_number_and_figure(tmp_
     assert report.main(["--runs", str(runs), "--out", str(out)]) == 0
     text = out.read_text()
     for title in ("## Summary", "## 1. Main table", "## 2. Ablation — distillation",
-                  "## 3. Ablation — personalisation", "## 4. Ablation — losses", "## 5. Identity matching",
-                  "## 6. Training on BEAT / VOCASET", "## Sources"):
+                  "## 3. Ablation — personalisation", "## 4. Ablation — losses", "## 5. Ablation — emotion",
+                  "## 6. Identity matching", "## 7. Training on BEAT / VOCASET", "## Sources"):
         assert title in text, title
     assert "not run yet" not in text.lower()
     main = _section(text, "## 1. Main table")
@@ -137,9 +145,15 @@ def test_report_from_fabricated_metrics_has_every_section_number_and_figure(tmp_
     velocity = next(line for line in summary.splitlines() if "Velocity loss" in line)
     personal = next(line for line in summary.splitlines() if "Personalisation:" in line)
     assert "not like-for-like" in velocity and "not like-for-like" not in personal
-    ident = _section(text, "## 5. Identity matching")
+    emotion = _section(text, "## 5. Ablation — emotion")
+    for value in ("0.0512", "0.0654", "0.0702", "0.1098", "88%", "0.0456", "0.0389", "0.4321"):
+        assert value in emotion, value
+    assert "| variant | lip error ↓ | neutral ↓ | happy ↓ |" in emotion and "Not like-for-like" not in emotion
+    line = next(line for line in summary.splitlines() if "Emotion head:" in line)
+    assert "0.0512 with vs 0.0654 without" in line and "happy 0.0702 vs 0.1098" in line and "0.0456" in line
+    ident = _section(text, "## 6. Identity matching")
     assert "95%" in ident and "81%" in ident and "report_identity_confusion.png" in ident
-    real = _section(text, "## 6. Training on BEAT / VOCASET")
+    real = _section(text, "## 7. Training on BEAT / VOCASET")
     assert "--preset paper --encoder-path" in real and "train.distill" in real and "estimates" in real
     assert "2500 iterations took 1.5 h" in real  # 3600 s + 1800 s over two resumed segments of the fabricated log
     summary = _section(text, "## Summary")
@@ -163,7 +177,7 @@ def test_missing_metrics_say_how_to_run_them_and_stale_figures_go(tmp_path):
     text, figures = report.build_report(runs, out)
     assert "Not run yet — run `ONLY=facediffuser_style bash train/ablations.sh`" in _section(text, "## 1. Main table")
     assert "ONLY=no_velocity bash train/ablations.sh" in _section(text, "## 4. Ablation — losses")
-    assert "ONLY=identity bash train/ablations.sh" in _section(text, "## 5. Identity matching")
+    assert "ONLY=identity bash train/ablations.sh" in _section(text, "## 6. Identity matching")
     assert "unreadable" in _section(text, "## Sources")
     # the style figure still has the main model's data; the confusion figure falls back to the main evaluation
     assert {p.name for p in figures} == set(report.FIGURES)
@@ -172,7 +186,7 @@ def test_missing_metrics_say_how_to_run_them_and_stale_figures_go(tmp_path):
     empty = tmp_path / "empty"
     text, figures = report.build_report(tmp_path / "no-runs", empty / "REPORT.md")
     assert figures == [] and "Not run yet — run `bash train/build_default.sh`" in text
-    assert "## 6. Training on BEAT / VOCASET" in text
+    assert "## 7. Training on BEAT / VOCASET" in text
 
 
 def test_ablations_script_runs_the_configurations_the_report_describes():

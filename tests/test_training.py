@@ -222,6 +222,13 @@ def fabricate_emotional_clips(root: Path) -> Path:
     return root
 
 
+def _no_head_teacher(tmp_path: Path, data: Path) -> Path:
+    run = tmp_path / "noemo"
+    assert train_teacher.main(["--data", str(data), "--preset", "tiny", "--out", str(run), "--quiet",
+                               "--iterations", "1", "--set", "diffusion__steps=4"]) == 0
+    return run / "teacher"
+
+
 def test_emotion_head_trains_distils_and_is_chosen_at_inference(tmp_path, capsys):
     """Labelled data + emotion_head: the labels reach the config, the head's loss and accuracy are logged, the
     students keep the head, and the pipeline reads the emotion from the audio or takes it by name."""
@@ -265,12 +272,16 @@ def test_emotion_head_trains_distils_and_is_chosen_at_inference(tmp_path, capsys
 
     from train.evaluate import evaluate, format_table
 
-    metrics = evaluate(ladder, data, seeds=1, identity_diversity=False, teacher_ddim=[2])
+    metrics = evaluate(ladder, data, seeds=1, identity_diversity=False, teacher_ddim=[2], true_emotion=[2])
     rows = metrics["rows"]
+    assert "student-2 (true emotion)" in rows and rows["student-2 (true emotion)"]["lip_error"] != rows[
+        "student-2"]["lip_error"]
     for name in ("teacher-4", "student-2", "teacher-DDIM-2"):
         assert 0 <= rows[name]["emotion_acc"] <= 1 and {"emotion_recall_happy", "emotion_recall_neutral"} <= set(
             rows[name])
     assert "emotion acc" in format_table(metrics)
+    with pytest.raises(DiffusionTalkerError, match="--true-emotion needs a model with an emotion head"):
+        evaluate(_no_head_teacher(tmp_path, data), data, seeds=1, true_emotion=[4])
 
 
 def test_init_from_warm_starts_and_adds_new_modules(clip_dir, tmp_path, capsys):

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The ablations of REPORT.md, on the cpu preset: four teachers trained on the synthetic data with the same budget
+# The ablations of REPORT.md, on the cpu preset: five teachers trained on the synthetic data with the same budget
 # and seed as the main model (runs/default, built by train/build_default.sh), each evaluated on the synthetic test
 # split; then identity matching of the main teacher on the whole test split, clean and with augmented audio.
 #
-#   JOBS=2 nohup bash train/ablations.sh > runs/ablations.log 2>&1 &   # about 6 h on a 2-core CPU, in the background
+#   JOBS=2 nohup bash train/ablations.sh > runs/ablations.log 2>&1 &   # about 7 h on a 2-core CPU, in the background
 #   ITERS=2500 EVAL_CLIPS=40 ONLY="no_velocity identity" bash train/ablations.sh
 #   .venv/bin/python -m train.report                                 # then regenerate REPORT.md
 #
@@ -12,6 +12,7 @@
 #   no_contrastive      --set diffusion__identity_weight=0   (identity embeddings trained by the diffusion loss only)
 #   no_identity         --single-identity                   (every clip is one speaker: no identity at all)
 #   no_velocity         --set diffusion__velocity_weight=0   (no velocity term in the x0 loss)
+#   no_emotion          --set model__emotion_head=false      (no emotion head: the emotion only through the audio)
 #   facediffuser_style  --set diffusion__identity_weight=0 diffusion__identity_dropout=0
 #                       (a per-speaker embedding looked up by index = one-hot speaker x a learned matrix, as
 #                       FaceDiffuser), evaluated with ancestral DDPM over all 1024 steps (and DDIM-512)
@@ -26,7 +27,7 @@ OUT=${OUT:-runs/ablations}
 ITERS=${ITERS:-22000}             # teacher iterations: the main model's (build_default.sh), for a like-for-like budget
 EVAL_CLIPS=${EVAL_CLIPS:-40}      # as build_default.sh evaluates the main model
 SEEDS=${SEEDS:-4}
-ONLY=${ONLY:-"no_contrastive no_identity no_velocity facediffuser_style identity"}
+ONLY=${ONLY:-"no_contrastive no_identity no_velocity no_emotion facediffuser_style identity"}
 export HF_HUB_OFFLINE=1
 start=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - start ))s] $*"; }
@@ -51,7 +52,7 @@ fi
 # two threads: 3.4 + 3.4 it/s against 4.2 it/s for the cpu-preset teacher)
 if [ "${JOBS:-1}" = "2" ] && [ -z "${ABLATION_CHILD:-}" ]; then
   pids=()
-  for group in "no_contrastive no_identity identity" "no_velocity facediffuser_style"; do
+  for group in "no_contrastive no_identity identity" "no_velocity no_emotion facediffuser_style"; do
     subset=""
     for name in $group; do wanted "$name" && subset="$subset $name"; done
     [ -n "$subset" ] || continue
@@ -89,6 +90,7 @@ ablation() {
 ablation no_contrastive "--set diffusion__identity_weight=0" "--steps 512"
 ablation no_identity "--single-identity" "--steps 512 --no-identity-diversity"
 ablation no_velocity "--set diffusion__velocity_weight=0" "--steps 512 --no-identity-diversity"
+ablation no_emotion "--set model__emotion_head=false" "--steps 512"
 ablation facediffuser_style "--set diffusion__identity_weight=0 diffusion__identity_dropout=0" \
     "--steps 512 --teacher-ddpm 1024 --no-identity-diversity"
 

@@ -205,11 +205,14 @@ def vertex_regions(num_vertices: int, lip_idx: str | os.PathLike | None = None,
 
 # ---------------------------------------------------------------------------------------------------------------
 # generators: one per table row
-def pipeline_generator(pipe: Pipeline, steps: int) -> Generate:
-    """A ladder rung, sampled through the product path (``Pipeline.__call__``)."""
+def pipeline_generator(pipe: Pipeline, steps: int, clips: list[EvalClip] | None = None) -> Generate:
+    """A ladder rung, sampled through the product path (``Pipeline.__call__``). With ``clips``: conditioned on each
+    clip's TRUE emotion by name (as a user who names the emotion), instead of the emotion read from the audio."""
+    emotion_of = {id(c.audio): c.emotion for c in clips or []}
 
     def generate(wav: np.ndarray, identity: IdentitySpec, n: int, seed: int) -> tuple[np.ndarray, dict[str, float]]:
-        anims = pipe(wav, steps=steps, identity=identity, num_samples=n, seed=seed, sr=SAMPLE_RATE)
+        emotion = emotion_of.get(id(wav)) or "auto"
+        anims = pipe(wav, steps=steps, identity=identity, num_samples=n, seed=seed, sr=SAMPLE_RATE, emotion=emotion)
         values = np.stack([a.values for a in anims])  # (S, T, D) or (S, T, V, 3)
         if pipe.kind == "vertex":
             values = (values - anims[0].template[None, None]).reshape(n, values.shape[1], -1)  # offsets (S, T, 3V)
@@ -518,7 +521,7 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str 
              lip_idx: str | os.PathLike | None = None, upper_idx: str | os.PathLike | None = None,
              identity_diversity: bool = True, baseline: bool = True, device: str = "cpu",
              progress: bool = False, teacher_ddpm: Sequence[int] = (), augment_seed: int | None = None,
-             identity_only: bool = False) -> dict:
+             identity_only: bool = False, true_emotion: Sequence[int] = ()) -> dict:
     """Evaluate a checkpoint or ladder on ``data/split``; returns {"rows": {name: {metric: value}}, "meta": {...},
     "identity_confusion": {row: ...}, "style": {row: ...}} (the last two only for rows that have them).
 
@@ -531,6 +534,9 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str 
         augment_seed: apply :func:`diffusiontalker.data.augment.augment_audio` to every clip's audio (clip i with
             generator ``default_rng([augment_seed, i])``); the motion is unchanged (same length).
         identity_only: only match identities with each rung (no generation, no baseline): accuracy and confusion.
+        true_emotion: rungs (step counts) to evaluate once more conditioned on each clip's true emotion label by
+            name (rows "<rung> (true emotion)"): what naming the emotion buys over reading it from the audio. Needs
+            a model with an emotion head and clips labelled with its emotions.
     """
     if seeds < 1:
         raise DiffusionTalkerError(f"seeds must be at least 1, got {seeds}")
@@ -556,6 +562,15 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str 
     for s in rungs:
         label = f"teacher-{s}" if s == teacher else f"student-{s}"
         rows_spec.append((label, s, pipeline_generator(pipe, s)))
+    if true_emotion:
+        unknown = sorted({c.emotion for c in clips if c.emotion} - set(pipe.emotion_names))
+        if not pipe.emotion_names or unknown:
+            raise DiffusionTalkerError(
+                f"--true-emotion needs a model with an emotion head and clips labelled with its emotions "
+                f"(model: {pipe.emotion_names or 'no emotion head'}; clip labels it lacks: {unknown})")
+    for s in sorted({int(n) for n in true_emotion if int(n) in pipe.rungs}, reverse=True):
+        label = f"teacher-{s}" if s == teacher else f"student-{s}"
+        rows_spec.append((f"{label} (true emotion)", s, pipeline_generator(pipe, s, clips)))
     for s in sorted({int(n) for n in teacher_ddim}, reverse=True):
         rows_spec.append((f"teacher-DDIM-{s}", s, teacher_ddim_generator(pipe, s)))
     for s in sorted({int(n) for n in teacher_ddpm}, reverse=True):
@@ -619,6 +634,7 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str 
         "teacher_ddim": sorted({int(n) for n in teacher_ddim}, reverse=True),
         "teacher_ddpm": sorted({int(n) for n in teacher_ddpm}, reverse=True),
         "augment_audio": augment_seed, "identity_only": identity_only,
+        "true_emotion": sorted({int(n) for n in true_emotion}, reverse=True),
         "checkpoints": _checkpoint_meta(pipe),
         "diffusion": dataclasses.asdict(read_config(pipe.rungs[teacher])[0].diffusion),
         "model": model_recipe(read_config(pipe.rungs[teacher])[0].model),
@@ -748,6 +764,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "step, as FaceDiffuser samples)")
     ap.add_argument("--augment-audio", type=int, default=None, metavar="SEED",
                     help="apply the training audio augmentation (gain, tilt, reverb, noise) to every clip, seeded")
+    ap.add_argument("--true-emotion", type=int, nargs="*", default=[], metavar="STEPS",
+                    help="also evaluate these rungs conditioned on each clip's true emotion label by name "
+                         "(models with an emotion head)")
     ap.add_argument("--identity-only", action="store_true",
                     help="only match identities (top-1/top-3, confusion matrix); no generation")
     ap.add_argument("--lip-idx", default=None, help="vertex data: file of lip vertex indices, one per line")
@@ -768,7 +787,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                           steps=args.steps, teacher_ddim=args.teacher_ddim, lip_idx=args.lip_idx,
                           upper_idx=args.upper_idx, identity_diversity=not args.no_identity_diversity,
                           device=args.device, progress=not args.quiet, teacher_ddpm=args.teacher_ddpm,
-                          augment_seed=args.augment_audio, identity_only=args.identity_only)
+                          augment_seed=args.augment_audio, identity_only=args.identity_only,
+                          true_emotion=args.true_emotion)
         result["meta"]["command"] = "python -m train.evaluate " + shlex.join(
             sys.argv[1:] if argv is None else [str(a) for a in argv])
         if args.merge:

@@ -30,6 +30,7 @@ STUDENT_STEPS = (8, 4, 2, 1)
 FIGURES = ("report_distillation_quality.png", "report_distillation_time.png", "report_identity_confusion.png",
            "report_style.png")
 BASELINE = "baseline (channel mean)"  # the row name train.evaluate gives the per-channel-mean baseline
+OTHER_TAKES = "data (other takes)"  # train.evaluate's row of the data's own takes 1.. scored against take 0
 MAIN_COMMAND = "bash train/build_default.sh"
 ABLATIONS_COMMAND = "bash train/ablations.sh"
 
@@ -61,6 +62,7 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in (
              "--steps 512 --no-identity-diversity"),
     Ablation("no_velocity", "no velocity loss", "--set diffusion__velocity_weight=0",
              "--steps 512 --no-identity-diversity"),
+    Ablation("no_emotion", "no emotion head", "--set model__emotion_head=false", "--steps 512"),
     Ablation("facediffuser_style", "FaceDiffuser-style (one-hot speaker, DDPM-1024)",
              "--set diffusion__identity_weight=0 diffusion__identity_dropout=0",
              "--steps 512 --teacher-ddpm 1024 --no-identity-diversity", row="teacher-DDPM-1024"),
@@ -566,6 +568,51 @@ def section_losses(runs: Runs, rel: str) -> str:
     return "\n".join(out)
 
 
+def _emotion_columns(rows: Sequence[dict]) -> list[str]:
+    """The emotion labels that have a per-emotion lip error in any of ``rows`` (neutral first)."""
+    found = sorted({k[len("lip_error_"):] for r in rows for k in r if k.startswith("lip_error_")})
+    return sorted(found, key=lambda e: (e != "neutral", e))
+
+
+def section_emotion(runs: Runs, rel: str) -> str:
+    out = ["## 5. Ablation — emotion\n",
+           "Emotion as a second personalisation axis (this project's addition to the method, where the data is "
+           "labelled): a head reads the emotion from the pooled audio statistics heard against the speaker's "
+           "identity, and its probabilities — or a named emotion — join the condition vector; vs the same recipe "
+           "without it (`no_emotion`). Lip error split by the clips' emotion label; emotion acc: how often the head "
+           "names the clip's emotion from the audio. \"true emotion\" rows: the model told each clip's emotion by "
+           "name (what a user who names it gets). The data's other takes, scored against take 0 like samples, are "
+           "the floor for a model that samples the data's take-to-take variation.\n"]
+    m, ne = runs.main, runs.ablations["no_emotion"]
+    variants: list[tuple[str, dict]] = []
+    if m.ok:
+        for name in (m.teacher_row, "student-8", "student-8 (true emotion)", f"{m.teacher_row} (true emotion)"):
+            if m.row(name):
+                variants.append((f"{name} (main)", m.row(name)))
+    if ne.ok and ne.row("teacher-512"):
+        variants.append(("teacher-512, no emotion head", ne.row("teacher-512")))
+    if m.ok:
+        for name in (OTHER_TAKES, BASELINE):
+            if m.row(name):
+                variants.append((name, m.row(name)))
+    if not variants:
+        out.append(not_run("", f"{MAIN_COMMAND}; ONLY=no_emotion {ABLATIONS_COMMAND}"))
+        return "\n".join(out)
+    emotions = _emotion_columns([r for _, r in variants])
+    header = ["variant", "lip error ↓", *[f"{e} ↓" for e in emotions], "emotion acc ↑", "blink ratio (→1)"]
+    table = [[label, fmt(r.get("lip_error")), *[fmt(r.get(f"lip_error_{e}")) for e in emotions],
+              fmt(r.get("emotion_acc"), "pct"), fmt(r.get("blink_ratio"))] for label, r in variants]
+    out.append(md_table(header, table))
+    if m.ok:
+        out.append(source_line(m, MAIN_COMMAND))
+    if ne.ok:
+        out.append(source_line(ne, ABLATIONS["no_emotion"].evaluate_command(rel)))
+    else:
+        out.append(f"No emotion head: {not_run('', f'ONLY=no_emotion {ABLATIONS_COMMAND}').strip()}\n")
+    out.append(_budget_note(runs, ["no_emotion"]))
+    return "\n".join(out)
+
+
 def _identity_confusion(runs: Runs) -> tuple[dict | None, str]:
     """The confusion matrix to draw: the whole-test-split run if present, else the main evaluation's teacher."""
     for m, what in ((runs.identity["identity-test"], "whole test split"), (runs.main, "main evaluation")):
@@ -577,7 +624,7 @@ def _identity_confusion(runs: Runs) -> tuple[dict | None, str]:
 
 
 def section_identity(runs: Runs, figures: dict[str, Path], fig_rel: str, rel: str) -> str:
-    out = ["## 5. Identity matching\n",
+    out = ["## 6. Identity matching\n",
            "The main teacher's audio → identity head, top-k accuracy over the 10 training speakers on sentences "
            "it never saw (the test split), on clean audio and on the same audio passed through the training "
            "augmentation (random gain ±20 dB, spectral tilt, reverb, noise floor at 15–50 dB SNR; seed 0). "
@@ -683,7 +730,7 @@ def section_real_data(runs: Runs) -> str:
                         f"(`{runs.root / 'default' / 'ladder' / 'distill_log.jsonl'}`)")
     cpu = ("Measured here for comparison, cpu preset on the synthetic set (1.7 h of audio) on this project's "
            "2-core CPU: " + "; ".join(measured) + ".\n") if measured else ""
-    return ("## 6. Training on BEAT / VOCASET\n\n"
+    return ("## 7. Training on BEAT / VOCASET\n\n"
             "Not run by this project (the data sets need their own licences and downloads); these are the exact "
             "commands. The HuBERT directory is a local copy of `facebook/hubert-base-ls960`, made once with e.g. "
             "`huggingface-cli download facebook/hubert-base-ls960 --local-dir /models/hubert-base-ls960`.\n\n"
@@ -792,6 +839,20 @@ def findings(runs: Runs) -> list[str]:
             out.append(f"Velocity loss: jitter ratio {fmt(a.get('jitter_ratio'))} with vs "
                        f"{fmt(b.get('jitter_ratio'))} without; FDD {fmt(a.get('fdd'))} vs {fmt(b.get('fdd'))}"
                        f"{_caveat(runs, 'no_velocity')}.")
+    ne = runs.ablations["no_emotion"]
+    if m.ok and ne.ok:
+        a, b = m.row(m.teacher_row) or {}, ne.row("teacher-512") or {}
+        r = _relative(a.get("lip_error"), b.get("lip_error"))
+        if r is not None:
+            emotional = [e for e in _emotion_columns([a, b]) if e != "neutral"]
+            per = "; ".join(f"{e} {fmt(a.get(f'lip_error_{e}'))} vs {fmt(b.get(f'lip_error_{e}'))}"
+                            for e in emotional)
+            named = (m.row("student-8 (true emotion)") or {}).get("lip_error")
+            out.append(f"Emotion head: teacher lip error {fmt(a.get('lip_error'))} with vs {fmt(b.get('lip_error'))} "
+                       f"without ({fmt(r, 'signed')}); by emotion, {per}; the head names "
+                       f"{fmt(a.get('emotion_acc'), 'pct')} of the clips' emotions"
+                       + (f"; told the true emotion, student-8 reaches {fmt(named)}" if _num(named) is not None
+                          else "") + f"{_caveat(runs, 'no_emotion')}.")
     aug, clean = runs.identity["identity-test-augmented"], runs.identity["identity-test"]
     if aug.ok and clean.ok:
         a, b = clean.row(clean.teacher_row) or {}, aug.row(aug.teacher_row) or {}
@@ -862,7 +923,7 @@ def build_report(runs_dir: str | os.PathLike = "runs", out: str | os.PathLike = 
         f"commit {commit[:10]}{' (with uncommitted changes)' if dirty else ''}; the commit and checkpoints behind "
         f"each number are listed under its table and in [Sources](#sources)._\n",
         "Reproduce: `bash train/build_default.sh` (main model, ladder and its evaluation), then "
-        "`JOBS=2 bash train/ablations.sh` (ablation teachers and identity runs at the main budget; about 6 h on a "
+        "`JOBS=2 bash train/ablations.sh` (ablation teachers and identity runs at the main budget; about 7 h on a "
         "2-core CPU), then "
         "`python -m train.report`.\n",
         "## Summary\n",
@@ -872,7 +933,8 @@ def build_report(runs_dir: str | os.PathLike = "runs", out: str | os.PathLike = 
                 f"_No results yet — run `{MAIN_COMMAND}` and `{ABLATIONS_COMMAND}`._\n")
     sections = [section_main(runs, rel), section_distillation(runs, figures, fig_rel),
                 section_personalisation(runs, figures, fig_rel, rel), section_losses(runs, rel),
-                section_identity(runs, figures, fig_rel, rel), section_real_data(runs), section_sources(runs)]
+                section_emotion(runs, rel), section_identity(runs, figures, fig_rel, rel), section_real_data(runs),
+                section_sources(runs)]
     text = "\n".join(head) + "\n" + "\n".join(s.rstrip() + "\n" for s in sections)
     while "\n\n\n" in text:
         text = text.replace("\n\n\n", "\n\n")
