@@ -48,3 +48,21 @@ def test_card_section_reads_the_run(tmp_path):
     assert "| jawOpen r >= 0.6 on held-out voices (student-8) | 0.50 | **no** |" in text
     assert "| jawOpen r >= 0.6 on augmented audio (student-8) | not measured | — |" in text
     assert "happy 0.300, neutral 0.100" in text
+
+
+def test_card_notes_the_floor_and_the_emotion_head(tmp_path):
+    from diffusiontalker.config import override, preset
+    from train.evaluate import OTHER_TAKES
+    from train.export_default import model_card
+
+    rows = _rows(emotion_acc=0.8, emotion_recall_happy=0.6, emotion_recall_neutral=0.95) | {
+        OTHER_TAKES: {"lip_error": 0.11}}
+    (tmp_path / "metrics.json").write_text(json.dumps({"rows": rows}))
+    text = bars_section(tmp_path)
+    assert "reach lip error 0.110 (0.22 x the baseline)" in text
+    assert "names 80% of the test clips' emotions from the audio (recall: happy 60%, neutral 95%)" in text
+    cfg = override(preset("tiny"), model__emotion_head=True, model__emotion_names=["neutral", "happy"])
+    (tmp_path / "data").mkdir()
+    card = model_card(cfg, 8, "student-8", tmp_path, tmp_path / "data", 1000, 0.1)
+    assert "An emotion head (neutral, happy)" in card and "name the emotion when you know it" in card
+    assert "An emotion head" not in model_card(preset("tiny"), 8, "student-8", tmp_path, tmp_path / "data", 1000, 0.1)

@@ -46,7 +46,7 @@ if [ ! -f "$RUN/metrics.json" ]; then
       --table "$RUN/table_teacher512.md" --quiet
   stamp "evaluation (students, teacher DDIM ablation) -> $RUN/metrics.json"
   $PY -m train.evaluate --checkpoint "$RUN/ladder" --data "$DATA" --split test --max-clips "$EVAL_CLIPS" \
-      --seeds 4 --steps 8 4 2 1 --teacher-ddim 8 4 2 1 --merge "$RUN/metrics_teacher512.json" \
+      --seeds 4 --steps 8 4 2 1 --teacher-ddim 8 4 2 1 --true-emotion 8 --merge "$RUN/metrics_teacher512.json" \
       --out "$RUN/metrics.json" --table "$RUN/table.md" --quiet
 fi
 # robustness, for the model cards: student-8 on voices it never heard, and on the test clips with the training

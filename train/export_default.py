@@ -154,10 +154,18 @@ def model_card(cfg: Config, steps: int, role: str, run: Path, data: Path, n_para
     m = cfg.model
     stats = json.loads((data / "stats.json").read_text()) if (data / "stats.json").exists() else {}
     table = (run / "table.md").read_text() if (run / "table.md").exists() else "_evaluation not run_\n"
+    emotion_limit = ("- Emotions are the synthetic set's four; \"auto\" reads them from pitch and pace relative to "
+                     "the matched speaker, which\n  real voices express differently: name the emotion when you know "
+                     "it.\n" if m.has_emotion else "")
     vertex_note = ("- This vertex model is a small demonstration of the FLAME/VOCASET-style path (a short schedule "
                    "on a few hundred clips of\n  the procedural head): compare its rows with the baseline row above "
                    "before relying on it.\n" if m.kind == "vertex" else "")
+    limits = emotion_limit + vertex_note
     context = ", the utterance's pooled audio statistics " if m.global_context else " "
+    emotion = (f"\nAn emotion head ({', '.join(m.emotion_names)}) reads the emotion from the pooled audio statistics "
+               f"heard against the\nspeaker's identity (cross-entropy on the data's labels); its probabilities, or an "
+               f"emotion chosen by name\n(`emotion=\"happy\"`, `--emotion happy`, the app's Emotion menu), join the "
+               f"condition vector." if m.has_emotion else "")
     origin = " (the teacher)" if role == "teacher" else ", distilled progressively from the 512-step teacher"
     out_desc = (f"ARKit-52 blendshape weights (Apple order) at {m.fps} fps" if m.kind == "blendshape"
                 else f"vertex offsets of the procedural head ({m.motion_dim // 3} vertices) at {m.fps} fps")
@@ -179,7 +187,7 @@ no third-party data or weights were used.
 Audio encoder `{m.encoder}` (log-mel, 80 bins, 50 fps, level-normalised; {m.encoder_layers} conv layers) ->
 band-limited transformer denoiser predicting x0 ({m.n_layers} layers, d_model {m.d_model}, {m.n_heads} heads,
 ±{m.attn_window} frames) with adaLN-Zero conditioning on the timestep{context}and one of {len(m.identity_names)} learned
-identity embeddings ({', '.join(m.identity_names)}), trained with an InfoNCE loss against the audio.
+identity embeddings ({', '.join(m.identity_names)}), trained with an InfoNCE loss against the audio.{emotion}
 {n_params / 1e6:.2f} M parameters, {size_mb:.1f} MB on disk (float16). Cosine schedule, T = 1024; this rung
 samples with {steps} deterministic DDIM steps{origin}.
 
@@ -194,7 +202,7 @@ Reproduce everything with `bash train/build_default.sh` (commit {_git_commit()})
 - Synthetic voices only: real recordings are a different distribution; jaw motion follows speech energy and
   phoneme classes, but fine lip shapes on real voices are approximate.
 - Identities are the synthetic speakers above; "auto" picks the nearest of them for any voice.
-{vertex_note}- Train your own: `python -m train.prepare_beat --beat BEAT --out data/beat --speakers 2 4 6 8`, then
+{limits}- Train your own: `python -m train.prepare_beat --beat BEAT --out data/beat --speakers 2 4 6 8`, then
   `python -m train.train_teacher --data data/beat --preset paper --encoder-path /path/to/hubert-base --out runs/beat`,
   `python -m train.distill --teacher runs/beat/teacher --data data/beat --out runs/beat/ladder --target 8`,
   `python -m train.evaluate --checkpoint runs/beat/ladder --data data/beat`.
