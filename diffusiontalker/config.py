@@ -71,10 +71,11 @@ class ModelConfig:
     # and pitch; long audio generated in windows gets each window's statistics. False in checkpoints written before
     # the option existed.
     global_context: bool = False
-    # emotion, the second personalisation axis: a head reads the emotion from the same pooled audio statistics
-    # (trained with cross-entropy on the clips' emotion labels) and its probabilities, or a named emotion chosen at
-    # inference, join the condition vector. ``emotion_head`` asks for it; ``emotion_names`` come from the training
-    # data's labels (empty: data without labels, or a checkpoint written before the option existed -> no head).
+    # emotion, the second personalisation axis: a head reads the emotion from the same pooled audio statistics and
+    # the speaker's identity vector (trained with cross-entropy on the clips' emotion labels); its probabilities, or
+    # a named emotion chosen at inference, join the condition vector. ``emotion_head`` asks for it; ``emotion_names``
+    # come from the training data's labels (empty: data without labels, or a checkpoint written before the option
+    # existed -> no head).
     emotion_head: bool = False
     emotion_names: list[str] = field(default_factory=list)
 

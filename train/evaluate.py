@@ -239,11 +239,14 @@ def teacher_ddim_generator(pipe: Pipeline, steps: int, sampler: str = "ddim") ->
         feats, mask = pipe.encode(wav, teacher)  # (1, T, C), once per clip
         scores = pipe.match_identity(feats, mask, teacher)
         vec, _ = pipe.identity_vector(identity, scores, teacher)
+        # the emotion as the pipeline reads it (for the voice's matched speaker), so rows differ only in the sampler
+        emo, _ = pipe.emotion_vector("auto", pipe.read_emotion(feats, mask, teacher, scores))
         T, D = feats.shape[1], model.cfg.motion_dim
         noise = torch.stack([torch.randn(T, D, generator=torch.Generator().manual_seed(seed + i)) for i in range(n)])
         x = sample(model, schedule, feats.expand(n, -1, -1), torch.ones(n, T, dtype=torch.bool),
                    vec[None].expand(n, -1), steps, noise.to(feats.device), sampler=sampler,
-                   generator=torch.Generator().manual_seed(seed))  # (S, T, D) normalised
+                   generator=torch.Generator().manual_seed(seed),
+                   emotion=None if emo is None else emo[None].expand(n, -1).to(feats.device))  # (S, T, D) normalised
         motion = model.denormalise(x).cpu().numpy()
         if pipe.kind == "blendshape":
             motion = np.clip(motion, 0.0, 1.0)  # as the pipeline returns blendshapes
