@@ -33,7 +33,13 @@ def test_readme_has_the_two_commands_first():
     assert "make demo" in first_bash.group(1) and "make test" in first_bash.group(1)
 
 
-def test_readme_api_example_runs(tmp_path, tiny_ladder, monkeypatch):
+def test_readme_api_example_runs(tmp_path, monkeypatch):
+    from conftest import make_ladder
+
+    from diffusiontalker.data.synthetic import EMOTIONS
+
+    # a tiny ladder with the shipped default's emotions (the example names one)
+    tiny_ladder = make_ladder(tmp_path / "ladder", emotions=list(EMOTIONS))
     code = first_python_block(README.read_text(encoding="utf-8"))
     for placeholder in (CHECKPOINT, EXAMPLE_WAV, EXAMPLE_OUT):
         assert placeholder in code, f"the README example no longer mentions {placeholder!r}; update this test"
