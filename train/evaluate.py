@@ -40,6 +40,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -698,7 +699,7 @@ def merge_metrics(result: dict, others: Sequence[str | os.PathLike]) -> dict:
             if name not in result["rows"]:
                 rows[name] = row
                 merged[name] = f"{path} ({doc.get('meta', {}).get('clips')} clips)"
-    teacher_rows = {k: v for k, v in rows.items() if k.startswith("teacher-") and "DD" not in k}
+    teacher_rows = {k: v for k, v in rows.items() if re.fullmatch(r"teacher-\d+", k)}
     result["rows"] = teacher_rows | result["rows"] | {k: v for k, v in rows.items() if k not in teacher_rows}
     for last in (OTHER_TAKES, BASELINE):  # keep the reference rows last
         if last in result["rows"]:

@@ -588,7 +588,7 @@ def section_emotion(runs: Runs, rel: str) -> str:
     if m.ok:
         for name in (m.teacher_row, "student-8", "student-8 (true emotion)", f"{m.teacher_row} (true emotion)"):
             if m.row(name):
-                variants.append((f"{name} (main)", m.row(name)))
+                variants.append((f"main: {name}", m.row(name)))
     if ne.ok and ne.row("teacher-512"):
         variants.append(("teacher-512, no emotion head", ne.row("teacher-512")))
     if m.ok:
