@@ -465,7 +465,7 @@ def build_demo(pipeline: Pipeline, vertex_pipeline: Pipeline | None = None,
             "# DiffusionTalker\n"
             "Speech-driven 3D face animation with a personalised, distilled diffusion model "
             "(after *DiffusionTalker*, arXiv 2311.16565). Upload or record speech, pick the number of denoising "
-            "steps and a speaker identity, and get an animated head with downloadable ARKit curves.",
+            "steps, a speaker identity and an emotion, and get an animated head with downloadable ARKit curves.",
             elem_id="title")
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
