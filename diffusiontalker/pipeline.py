@@ -88,8 +88,10 @@ class Pipeline:
         with self._load_lock:  # app users arrive on several threads: load each rung once, publish it whole
             if steps not in self._models:
                 model, cfg, _ = load_checkpoint(self.rungs[steps], self.device)
-                if cfg.model.identity_names != self.identity_names or cfg.model.kind != self.kind:
-                    raise DiffusionTalkerError(f"rung {steps} of the ladder has other identities or output kind")
+                if (cfg.model.identity_names != self.identity_names or cfg.model.kind != self.kind
+                        or (cfg.model.emotion_names if cfg.model.has_emotion else []) != self.emotion_names):
+                    raise DiffusionTalkerError(f"rung {steps} of the ladder has other identities, emotions or output "
+                                               f"kind than its default rung")
                 # the schedule first: a reader that finds the model must find its schedule too
                 self._schedules[steps] = NoiseSchedule(cfg.diffusion.num_train_timesteps)
                 self._models[steps] = (model, cfg)
@@ -173,7 +175,10 @@ class Pipeline:
             unknown = [n for n in emotion if n not in names]
             if unknown:
                 raise DiffusionTalkerError(f"unknown emotion {unknown}; this model knows {names}")
-            w = torch.tensor([float(emotion.get(n, 0.0)) for n in names])
+            try:
+                w = torch.tensor([float(emotion.get(n, 0.0)) for n in names])
+            except (TypeError, ValueError):
+                raise DiffusionTalkerError(f"emotion mix weights must be numbers, got {emotion}") from None
             if not torch.isfinite(w).all() or torch.any(w < 0) or float(w.sum()) <= 0:
                 raise DiffusionTalkerError("emotion mix weights must be >= 0 and not all zero")
             label = " + ".join(f"{v:g}×{n}" for n, v in emotion.items())

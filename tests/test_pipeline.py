@@ -231,3 +231,18 @@ def test_long_audio_is_continuous_at_window_seams(tmp_path, audio_only):
     assert jumps[seams].max() <= p99, f"seam jumps {jumps[seams].round(4)} vs 99th percentile inside {p99:.4f}"
     # and it is deterministic across the windows too
     np.testing.assert_array_equal(pipe(wav, sr=SR, steps=1)[0].values, anim.values)
+
+
+def test_a_rung_with_other_emotions_is_refused(tmp_path):
+    """Every rung of a ladder must know the same emotions as its default rung (the 8-step student here)."""
+    from conftest import make_checkpoint
+
+    from diffusiontalker.checkpoint import write_ladder
+
+    make_checkpoint(tmp_path / "teacher", steps=16)  # no emotion head
+    make_checkpoint(tmp_path / "student-8", steps=8, emotions=["neutral", "happy"])
+    write_ladder(tmp_path, {16: "teacher", 8: "student-8"}, teacher_steps=16)
+    pipe = Pipeline.from_pretrained(tmp_path)
+    assert pipe.emotion_names == ["neutral", "happy"]
+    with pytest.raises(DiffusionTalkerError, match="other identities, emotions or output kind"):
+        pipe.model(16)

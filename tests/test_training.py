@@ -269,6 +269,8 @@ def test_emotion_head_trains_distils_and_is_chosen_at_inference(tmp_path, capsys
         pipe(audio, steps=2, sr=SAMPLE_RATE, emotion="angry")
     with pytest.raises(DiffusionTalkerError, match="not all zero"):
         pipe(audio, steps=2, sr=SAMPLE_RATE, emotion={"happy": 0.0})
+    with pytest.raises(DiffusionTalkerError, match="must be numbers"):
+        pipe(audio, steps=2, sr=SAMPLE_RATE, emotion={"happy": "lots"})
 
     from train.evaluate import evaluate, format_table
 
