@@ -325,3 +325,18 @@ def test_vertex_clips_keep_the_emotion_labels(tmp_path):
     data = ClipDataset(out, split="train", window=None)
     assert data.emotions == ["neutral", "happy"]
     assert {int(data[i]["emotion"]) for i in range(len(data))} == {0, 1}
+
+
+def test_resume_keeps_the_network_the_run_started_with(tmp_path, capsys):
+    """A run started before a preset changed (here: the emotion head added) resumes with its own network and loss
+    settings, says what differs, and still takes this command's iteration count."""
+    data = fabricate_emotional_clips(tmp_path / "data")
+    run = tmp_path / "run"
+    common = ["--data", str(data), "--preset", "tiny", "--out", str(run), "--quiet"]
+    assert train_teacher.main(common + ["--iterations", "2", "--set", "train__save_every=2"]) == 0
+    capsys.readouterr()
+    assert train_teacher.main(common + ["--iterations", "4", "--resume", "--set", "train__save_every=2",
+                                        "model__emotion_head=true"]) == 0
+    assert "resuming with the run's own network and loss settings" in capsys.readouterr().out
+    _, cfg, meta = load_checkpoint(run / "teacher")
+    assert not cfg.model.has_emotion and meta["iterations"] == 4

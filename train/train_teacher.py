@@ -13,6 +13,7 @@ The EMA teacher is written to OUT/teacher/ (a checkpoint dir sampling with ``dif
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -77,6 +78,29 @@ def build_model(cfg: Config, data: ClipDataset) -> TalkerModel:
             if cfg.model.num_faces:
                 model.faces.copy_(torch.as_tensor(data_faces(data), dtype=torch.int32))
     return model
+
+
+def resumed_config(cfg: Config, state_json: Path, announce: bool = True) -> Config:
+    """The config a resumed run continues with: the network and loss (``model``, ``diffusion``) it was started
+    with, as saved in its state, and this command's ``train`` section (so ``--iterations`` can lengthen the
+    schedule). A preset that changed since the run began (e.g. a module added) does not break the resume; the
+    differences are printed."""
+    import json
+
+    saved = json.loads(state_json.read_text()).get("extra", {}).get("config")
+    if not saved:  # state written before the config was saved with it
+        return cfg
+    try:
+        old = Config.from_dict(saved)
+    except DiffusionTalkerError as e:
+        raise DiffusionTalkerError(f"{state_json}: the saved config cannot be read ({e}); start a new run") from None
+    if announce:
+        now, then = cfg.to_dict(), old.to_dict()
+        changed = [f"{sec}.{k}: {then[sec][k]!r} (now {now[sec][k]!r})" for sec in ("model", "diffusion")
+                   for k in now[sec] if now[sec][k] != then[sec].get(k)]
+        if changed:
+            print(f"resuming with the run's own network and loss settings, not today's: {'; '.join(changed)}")
+    return dataclasses.replace(cfg, model=old.model, diffusion=old.diffusion)
 
 
 def warm_start(model: TalkerModel, directory: str | Path) -> list[str]:
@@ -199,9 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     rank, world, device = distributed_setup()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    resuming = args.resume and (out / "state" / "state.json").exists()
+    if resuming:
+        try:
+            cfg = resumed_config(cfg, out / "state" / "state.json", announce=rank == 0)
+        except DiffusionTalkerError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     torch.manual_seed(tc.seed)
     model = build_model(cfg, train).to(device)
-    resuming = args.resume and (out / "state" / "state.json").exists()
     if args.init_from and not resuming:
         try:
             fresh = warm_start(model, args.init_from)
