@@ -580,6 +580,7 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str 
     for s in sorted({int(n) for n in teacher_ddpm}, reverse=True):
         rows_spec.append((f"teacher-DDPM-{s}", s, teacher_ddim_generator(pipe, s, sampler="ddpm")))
     details: dict[str, dict] = {}
+    head_accuracy: dict[int, dict[str, float]] = {}  # per network: rows sharing one (DDIM, true emotion) reuse it
     if identity_only:
         rows_spec, baseline = [], False
 
@@ -614,7 +615,9 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str 
                                                           progress=tick, details=details[label])}
         # the emotion head of the network that sampled this row (a teacher-DDIM row uses the teacher's)
         net = teacher if label.startswith(("teacher-DDIM", "teacher-DDPM")) else s
-        rows[label].update(emotion_accuracy(pipe, clips, net))
+        if net not in head_accuracy:
+            head_accuracy[net] = emotion_accuracy(pipe, clips, net)
+        rows[label].update(head_accuracy[net])
     if baseline and clips and all(c.motion.shape[0] >= 2 for c in clips):
         details[OTHER_TAKES] = {}
         rows[OTHER_TAKES] = {"steps": 0, **evaluate_row(takes_generator(clips), clips, ctx, seeds, timed=False,

@@ -556,16 +556,18 @@ def section_losses(runs: Runs, rel: str) -> str:
                       fmt(row.get(key)),
                       fmt(row.get("mve")), fmt(row.get("mouth_std_ratio"))])
     out.append(md_table(header, table))
-    if m.ok:
-        out.append(source_line(m, MAIN_COMMAND))
-    else:
-        out.append(f"Velocity on: {not_run('', MAIN_COMMAND).strip()}\n")
-    if nv.ok:
-        out.append(source_line(nv, ABLATIONS["no_velocity"].evaluate_command(rel)))
-    else:
-        out.append(f"Velocity off: {not_run('', f'ONLY=no_velocity {ABLATIONS_COMMAND}').strip()}\n")
-    out.append(_budget_note(runs, ["no_velocity"]))
+    out.extend(_pair_sources(runs, "no_velocity", rel, "Velocity on", "Velocity off"))
     return "\n".join(out)
+
+
+def _pair_sources(runs: Runs, name: str, rel: str, main_label: str, ablation_label: str) -> list[str]:
+    """Where the main run's and ablation ``name``'s numbers come from (or the command that makes a missing one),
+    and the note when the two teachers were not trained alike."""
+    m, a = runs.main, runs.ablations[name]
+    main = source_line(m, MAIN_COMMAND) if m.ok else f"{main_label}: {not_run('', MAIN_COMMAND).strip()}\n"
+    other = (source_line(a, ABLATIONS[name].evaluate_command(rel)) if a.ok else
+             f"{ablation_label}: {not_run('', f'ONLY={name} {ABLATIONS_COMMAND}').strip()}\n")
+    return [main, other, _budget_note(runs, [name])]
 
 
 def _emotion_columns(rows: Sequence[dict]) -> list[str]:
@@ -603,13 +605,7 @@ def section_emotion(runs: Runs, rel: str) -> str:
     table = [[label, fmt(r.get("lip_error")), *[fmt(r.get(f"lip_error_{e}")) for e in emotions],
               fmt(r.get("emotion_acc"), "pct"), fmt(r.get("blink_ratio"))] for label, r in variants]
     out.append(md_table(header, table))
-    if m.ok:
-        out.append(source_line(m, MAIN_COMMAND))
-    if ne.ok:
-        out.append(source_line(ne, ABLATIONS["no_emotion"].evaluate_command(rel)))
-    else:
-        out.append(f"No emotion head: {not_run('', f'ONLY=no_emotion {ABLATIONS_COMMAND}').strip()}\n")
-    out.append(_budget_note(runs, ["no_emotion"]))
+    out.extend(_pair_sources(runs, "no_emotion", rel, "Emotion head (main)", "No emotion head"))
     return "\n".join(out)
 
 
