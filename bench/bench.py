@@ -265,6 +265,7 @@ def bench_baseline(pipe: Pipeline, wav: np.ndarray, teacher: int, s: Settings) -
         feats, mask = pipe.encode(wav, teacher)
         scores = pipe.match_identity(feats, mask, teacher)
         id_vec, _ = pipe.identity_vector("auto", scores, teacher)
+        emo, _ = pipe.emotion_vector("auto", pipe.read_emotion(feats, mask, teacher, scores, wav))
         gen = torch.Generator().manual_seed(0)
         noise = torch.randn(1, feats.shape[1], model.cfg.motion_dim, generator=gen)
 
@@ -273,7 +274,7 @@ def bench_baseline(pipe: Pipeline, wav: np.ndarray, teacher: int, s: Settings) -
             return pipe.encode(wav, teacher)[0]
 
         x = sample(model, schedule, feats, mask, id_vec[None], s.baseline_steps, noise, sampler="ddpm",
-                   generator=gen, reencode=fresh if reencode else None)
+                   generator=gen, reencode=fresh if reencode else None, emotion=None if emo is None else emo[None])
         return model.denormalise(x)
 
     runs = measure({"reencode": lambda: run(True), "once": lambda: run(False)}, s.slow_reps, warmup=0)
@@ -295,9 +296,10 @@ def generate_stages(model: TalkerModel, schedule: NoiseSchedule, wav_path: Path,
     t_enc = time.perf_counter()
     probs = model.identity.match(feats, mask)[0]  # (K,)
     id_vec = model.identity.embed(probs.argmax()[None])  # (1, E)
+    emotion = model.read_emotion(audio, None, feats, mask, id_vec)  # (1, K) or None
     t_match = time.perf_counter()
     noise = torch.randn(1, feats.shape[1], model.cfg.motion_dim, generator=torch.Generator().manual_seed(0))
-    model.denormalise(sample(model, schedule, feats, mask, id_vec, steps, noise))
+    model.denormalise(sample(model, schedule, feats, mask, id_vec, steps, noise, emotion=emotion))
     t_end = time.perf_counter()
     return {"load": t_load - tic, "encode": t_enc - t_load, "match": t_match - t_enc, "sample": t_end - t_match,
             "total": t_end - tic}

@@ -19,6 +19,7 @@ OutputKind = Literal["blendshape", "vertex"]
 ENCODER_KINDS = ("mel", "hubert", "wav2vec2")
 OUTPUT_KINDS = ("blendshape", "vertex")
 FREEZE_CHOICES = ("none", "cnn", "all")
+EMOTION_FEATURES = ("stats", "prosody")
 
 
 def _choice(name: str, value: Any, allowed: tuple) -> None:
@@ -78,11 +79,17 @@ class ModelConfig:
     # existed -> no head).
     emotion_head: bool = False
     emotion_names: list[str] = field(default_factory=list)
+    # what the emotion head hears besides the identity: "stats" (the pooled audio statistics above) or "prosody"
+    # (pitch, melody and pace measured from the waveform, ``diffusiontalker/prosody.py``: names 89-94 % of the
+    # synthetic set's held-out clips where the statistics name 77-83 %); ``train/fit_emotion_head.py`` refits a
+    # trained ladder's heads on prosody.
+    emotion_features: str = "stats"
 
     def __post_init__(self) -> None:
         _choice("kind", self.kind, OUTPUT_KINDS)
         _choice("encoder", self.encoder, ENCODER_KINDS)
         _choice("freeze_encoder", self.freeze_encoder, FREEZE_CHOICES)
+        _choice("emotion_features", self.emotion_features, EMOTION_FEATURES)
         if self.motion_rank < 0:
             raise ConfigError(f"motion_rank must be >= 0, got {self.motion_rank}")
         _positive(self, "motion_dim", "fps", "sample_rate", "n_mels", "audio_dim", "identity_dim", "d_model",

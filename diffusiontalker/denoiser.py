@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from diffusiontalker.config import ModelConfig
+from diffusiontalker.prosody import NUM_PROSODY
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
@@ -124,10 +125,17 @@ class Denoiser(nn.Module):
         # on the synthetic set a linear read-out of the statistics names 59% of val clips, 83% once centred on the
         # speaker); probabilities -> condition vector. The projection starts at zero, so adding the head to a
         # trained model (warm start) leaves it unchanged at first.
+        # With ``emotion_features="prosody"`` the head hears measured pitch, melody and pace instead (standardised by
+        # buffers set from the training data), which the caller computes from the waveform and passes in.
         self.emotion_head = self.emotion_proj = None
+        self.emotion_features = cfg.emotion_features if cfg.has_emotion else None
         if cfg.has_emotion:
             C, K = cfg.audio_dim, len(cfg.emotion_names)
-            self.emotion_head = nn.Sequential(nn.Linear(2 * C + cfg.identity_dim, C), nn.GELU(), nn.Linear(C, K))
+            heard = NUM_PROSODY if self.emotion_features == "prosody" else 2 * C
+            if self.emotion_features == "prosody":
+                self.register_buffer("prosody_mean", torch.zeros(NUM_PROSODY))
+                self.register_buffer("prosody_std", torch.ones(NUM_PROSODY))
+            self.emotion_head = nn.Sequential(nn.Linear(heard + cfg.identity_dim, C), nn.GELU(), nn.Linear(C, K))
             self.emotion_proj = nn.Linear(K, d)
             nn.init.zeros_(self.emotion_proj.weight)
             nn.init.zeros_(self.emotion_proj.bias)
@@ -141,15 +149,26 @@ class Denoiser(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def emotion_logits(self, audio: torch.Tensor, mask: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+    def emotion_logits(self, audio: torch.Tensor, mask: torch.Tensor, identity: torch.Tensor,
+                       prosody: torch.Tensor | None = None) -> torch.Tensor:
         """The emotion head's reading of the audio features (B, T, C) of a speaker (identity vectors (B, E): whose
-        voice it is, e.g. the identity matched from the audio) -> logits (B, K) over ``emotion_names``."""
+        voice it is, e.g. the identity matched from the audio) -> logits (B, K) over ``emotion_names``. Heads on
+        prosody need the clips' ``prosody_features`` (B, P) (from the waveform: ``TalkerModel.prosody``)."""
         if self.emotion_head is None:
             raise ValueError("this model has no emotion head")
+        if self.emotion_features == "prosody":
+            if prosody is None:
+                raise ValueError("this model's emotion head hears prosody: pass prosody=model.prosody(audio, lengths)")
+            return self._emotion((prosody.to(audio.dtype) - self.prosody_mean) / self.prosody_std, identity)
         return self._emotion(pooled_stats(audio, mask), identity)
 
-    def _emotion(self, stats: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
-        return self.emotion_head(torch.cat([stats, identity.to(stats.dtype)], dim=-1))
+    def set_prosody_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Standardise the prosody the head hears with the training data's mean and std (P,)."""
+        self.prosody_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.prosody_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-4))
+
+    def _emotion(self, heard: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+        return self.emotion_head(torch.cat([heard, identity.to(heard.dtype)], dim=-1))
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, audio: torch.Tensor, identity: torch.Tensor,
                 mask: torch.Tensor, emotion: torch.Tensor | None = None) -> torch.Tensor:
@@ -164,6 +183,9 @@ class Denoiser(nn.Module):
             cond = cond + self.context_proj(stats)
         if self.emotion_head is not None:
             if emotion is None:
+                if self.emotion_features == "prosody":
+                    raise ValueError("this model's emotion head hears prosody, which the denoiser cannot measure: "
+                                     "pass emotion= (emotion_logits(..., prosody=) gives the head's reading)")
                 emotion = torch.softmax(self._emotion(stats, identity), dim=-1)
             cond = cond + self.emotion_proj(emotion.to(cond.dtype))
         cond = F.silu(cond)

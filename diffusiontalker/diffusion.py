@@ -75,20 +75,22 @@ def conditioning(model: TalkerModel, batch: dict, cfg: DiffusionConfig, generato
         drop = (torch.rand(speaker.shape, generator=generator) < cfg.identity_dropout).to(speaker.device)
         index = torch.where(drop, torch.full_like(index, -1), index)
     out = {"feats": feats, "mask": mask, "index": index, "identity": model.identity.embed(index), "id_loss": id_loss,
-           "id_acc": id_acc, "emotion": None}
+           "id_acc": id_acc, "emotion": None, "prosody": None}
     if model.denoiser.emotion_head is not None:
+        out["prosody"] = model.prosody(batch["audio"], batch["audio_lengths"])  # None unless the head hears it
         out.update(emotion_conditioning(model, feats, mask, out["identity"], batch.get("emotion"), cfg, generator,
-                                        train))
+                                        train, out["prosody"]))
     return out
 
 
 def emotion_conditioning(model: TalkerModel, feats: torch.Tensor, mask: torch.Tensor, identity: torch.Tensor,
                          label: torch.Tensor | None, cfg: DiffusionConfig, generator: torch.Generator | None = None,
-                         train: bool = True) -> dict:
+                         train: bool = True, prosody: torch.Tensor | None = None) -> dict:
     """The emotion head's cross-entropy on the labelled clips (label >= 0; -1 = unlabelled) and each clip's emotion
     weights: the head's probabilities, or (training, with probability ``emotion_label_prob``) its true one-hot.
-    The head reads the audio for the conditioning identity (detached: the emotion loss does not move identities)."""
-    logits = model.denoiser.emotion_logits(feats, mask, identity.detach())  # (B, K)
+    The head reads the audio for the conditioning identity (detached: the emotion loss does not move identities);
+    heads on prosody hear ``prosody`` (B, P) (``model.prosody``)."""
+    logits = model.denoiser.emotion_logits(feats, mask, identity.detach(), prosody)  # (B, K)
     probs = torch.softmax(logits, dim=-1)
     B, K = logits.shape
     if label is None:

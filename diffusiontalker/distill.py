@@ -63,7 +63,9 @@ def progressive_distill_loss(student: TalkerModel, teacher: TalkerModel, schedul
         t_identity = teacher.identity.embed(cond["index"])
         t_emotion = None
         if cond["emotion"] is not None and teacher.denoiser.emotion_head is not None:
-            t_emotion = torch.softmax(teacher.denoiser.emotion_logits(t_feats, mask, t_identity), dim=-1)
+            same = teacher.denoiser.emotion_features == student.denoiser.emotion_features
+            t_prosody = cond["prosody"] if same else teacher.prosody(batch["audio"], batch["audio_lengths"])
+            t_emotion = torch.softmax(teacher.denoiser.emotion_logits(t_feats, mask, t_identity, t_prosody), dim=-1)
             t_emotion = torch.where(cond["emotion_forced"][:, None], cond["emotion"], t_emotion)
         z_pp, t_pp = teacher_two_steps(teacher, schedule, z_t, t, student_steps, t_feats, t_identity, mask,
                                        t_emotion)

@@ -13,6 +13,7 @@ from diffusiontalker.config import ModelConfig
 from diffusiontalker.denoiser import Denoiser
 from diffusiontalker.encoders import build_encoder
 from diffusiontalker.identity import IdentityLibrary
+from diffusiontalker.prosody import prosody_features
 
 
 class TalkerModel(nn.Module):
@@ -44,6 +45,22 @@ class TalkerModel(nn.Module):
                num_frames: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Audio (B, N) -> features (B, T, C) and frame mask (B, T). Run once per clip."""
         return self.encoder(audio, lengths, num_frames)
+
+    def prosody(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The clips' prosody (B, P) when the emotion head hears it (``emotion_features="prosody"``), else None."""
+        if self.denoiser.emotion_features != "prosody":
+            return None
+        return prosody_features(audio, lengths)
+
+    def read_emotion(self, audio: torch.Tensor, lengths: torch.Tensor | None, feats: torch.Tensor,
+                     mask: torch.Tensor, identity: torch.Tensor) -> torch.Tensor | None:
+        """The emotion head's probabilities (B, K) for clips — audio (B, N) and its features (B, T, C) — heard for
+        the speakers ``identity`` (B, E); None for a model without a head. Measures the prosody if the head hears
+        it."""
+        if self.denoiser.emotion_head is None:
+            return None
+        logits = self.denoiser.emotion_logits(feats, mask, identity, self.prosody(audio, lengths))
+        return torch.softmax(logits, dim=-1)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -147,17 +147,21 @@ class Pipeline:
 
     @torch.no_grad()
     def read_emotion(self, feats: torch.Tensor, mask: torch.Tensor, steps: int | None = None,
-                     scores: dict[str, float] | None = None) -> dict[str, float]:
+                     scores: dict[str, float] | None = None, wav: np.ndarray | None = None) -> dict[str, float]:
         """The emotion head's probability of each emotion given the audio features ({} without a head). The head
         hears the emotion against the voice's speaker: the identity matched from the audio (``scores``, computed
-        when not given), whatever identity the animation is then given."""
-        den = self.model(steps).denoiser
-        if den.emotion_head is None:
+        when not given), whatever identity the animation is then given. Heads on prosody also need the clip's
+        waveform ``wav`` (16 kHz, as :meth:`load` returns it)."""
+        model = self.model(steps)
+        if model.denoiser.emotion_head is None:
             return {}
+        if wav is None and model.denoiser.emotion_features == "prosody":
+            raise DiffusionTalkerError("this model's emotion head hears the clip's prosody: pass wav= as well")
         if scores is None:
             scores = self.match_identity(feats, mask, steps)
         voice, _ = self.identity_vector("auto", scores, steps)
-        probs = torch.softmax(den.emotion_logits(feats, mask, voice[None]), dim=-1)[0]
+        audio = None if wav is None else torch.as_tensor(np.asarray(wav, np.float32))[None]
+        probs = model.read_emotion(audio, None, feats, mask, voice[None])[0]
         return {n: float(p) for n, p in zip(self.emotion_names, probs)}
 
     def emotion_vector(self, emotion: EmotionSpec, scores: dict[str, float]) -> tuple[torch.Tensor | None, str | None]:
@@ -228,7 +232,7 @@ class Pipeline:
         tic = time.perf_counter()
         scores = self.match_identity(feats, mask, steps)
         id_vec, id_label = self.identity_vector(identity, scores, steps)
-        emo_scores = self.read_emotion(feats, mask, steps, scores)
+        emo_scores = self.read_emotion(feats, mask, steps, scores, wav)
         emo_vec, emo_label = self.emotion_vector(emotion, emo_scores)
         timings["match"] = time.perf_counter() - tic
 

@@ -68,3 +68,24 @@ def test_card_notes_the_floor_and_the_emotion_head(tmp_path):
     card = model_card(cfg, 8, "student-8", tmp_path, tmp_path / "data", 1000, 0.1)
     assert "An emotion head (neutral, happy)" in card and "name the emotion when you know it" in card
     assert "An emotion head" not in model_card(preset("tiny"), 8, "student-8", tmp_path, tmp_path / "data", 1000, 0.1)
+
+
+def test_card_states_the_prosody_refit_and_a_recorded_budget(tmp_path):
+    """A ladder refitted after its run directory is gone: the budget comes from the checkpoint's meta, and the card
+    says what the emotion head hears and how it was refitted."""
+    from diffusiontalker.config import override, preset
+    from train.export_default import model_card
+
+    cfg = override(preset("tiny"), model__emotion_head=True, model__emotion_names=["neutral", "happy"],
+                   model__emotion_features="prosody")
+    meta = {"training_summary": "100 iterations in 1 min", "distill_summary": "8 steps: 4 iterations",
+            "emotion_refit": {"clips": 16, "epochs": 300, "augment_copies": 1, "val_acc_before": 0.5,
+                              "val_acc": 0.75}}
+    (tmp_path / "data").mkdir()
+    card = model_card(cfg, 8, "student-8", tmp_path, tmp_path / "data", 1000, 0.1, meta)
+    assert "100 iterations in 1 min. Distillation: 8 steps: 4 iterations." in card
+    assert "refitted on prosody" in card and "16 whole training clips (1 augmented copy of each)" in card
+    assert "validation accuracy 50% -> 75%" in card
+    assert "reads the emotion from the clip's prosody (log-f0 percentiles" in card
+    plain = model_card(preset("tiny"), 8, "student-8", tmp_path, tmp_path / "data", 1000, 0.1)
+    assert "not recorded. Distillation: not recorded." in plain and "refitted" not in plain

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce checkpoints/default (and checkpoints/default-vertex) from nothing, on CPU:
-#   synthetic data -> teacher -> progressive distillation -> evaluation -> model cards -> checkpoints/.
+#   synthetic data -> teacher -> progressive distillation -> emotion head refit on prosody -> evaluation ->
+#   model cards -> checkpoints/.
 # Every stage resumes: rerun the same command after an interruption and finished stages are skipped.
 #
 #   bash train/build_default.sh                  # or: make default-model
@@ -37,15 +38,26 @@ stamp "distillation 512 -> 1 -> $RUN/ladder"
 $PY -m train.distill --teacher "$RUN/teacher" --data "$DATA" --out "$RUN/ladder" --target 1 \
     --iterations-per-round "$ROUND_ITERS" --high-rung-iterations "$HIGH_ITERS" --batch-size 12 --lr 5e-5
 
+# the emotion head, refitted on whole clips' prosody (pitch, melody, pace) for every rung; the rest is copied
+refit() {  # ladder data out
+  if [ ! -f "$3/emotion_refit.json" ]; then
+    stamp "emotion head refit on prosody -> $3"
+    rm -rf "$3"  # an interrupted refit starts over (one minute)
+    $PY -m train.fit_emotion_head --ladder "$1" --data "$2" --out "$3"
+  fi
+}
+refit "$RUN/ladder" "$DATA" "$RUN/ladder-prosody"
+LADDER="$RUN/ladder-prosody"
+
 if [ ! -f "$RUN/metrics.json" ]; then
   # the 512-step teacher costs 64x a student per clip: evaluate it on fewer clips, without the per-identity pass,
   # then merge its row into the main table (speed-ups are recomputed against it)
   stamp "evaluation (teacher-512) -> $RUN/metrics_teacher512.json"
-  $PY -m train.evaluate --checkpoint "$RUN/ladder" --data "$DATA" --split test --max-clips "$TEACHER_EVAL_CLIPS" \
+  $PY -m train.evaluate --checkpoint "$LADDER" --data "$DATA" --split test --max-clips "$TEACHER_EVAL_CLIPS" \
       --seeds 4 --steps 512 --no-identity-diversity --out "$RUN/metrics_teacher512.json" \
       --table "$RUN/table_teacher512.md" --quiet
   stamp "evaluation (students, teacher DDIM ablation) -> $RUN/metrics.json"
-  $PY -m train.evaluate --checkpoint "$RUN/ladder" --data "$DATA" --split test --max-clips "$EVAL_CLIPS" \
+  $PY -m train.evaluate --checkpoint "$LADDER" --data "$DATA" --split test --max-clips "$EVAL_CLIPS" \
       --seeds 4 --steps 8 4 2 1 --teacher-ddim 8 4 2 1 --true-emotion 8 --merge "$RUN/metrics_teacher512.json" \
       --out "$RUN/metrics.json" --table "$RUN/table.md" --quiet
 fi
@@ -53,18 +65,19 @@ fi
 # augmentation applied (gain, spectral tilt, reverb, noise floor)
 if [ ! -f "$RUN/metrics_heldout.json" ]; then
   stamp "evaluation (student-8, held-out voices) -> $RUN/metrics_heldout.json"
-  $PY -m train.evaluate --checkpoint "$RUN/ladder" --data "$DATA" --split test_heldout --steps 8 --seeds 2 \
+  $PY -m train.evaluate --checkpoint "$LADDER" --data "$DATA" --split test_heldout --steps 8 --seeds 2 \
       --max-clips 24 --no-identity-diversity --out "$RUN/metrics_heldout.json" --table "$RUN/table_heldout.md" --quiet
 fi
 if [ ! -f "$RUN/metrics_augmented.json" ]; then
   stamp "evaluation (student-8, augmented audio) -> $RUN/metrics_augmented.json"
-  $PY -m train.evaluate --checkpoint "$RUN/ladder" --data "$DATA" --split test --steps 8 --seeds 2 \
+  $PY -m train.evaluate --checkpoint "$LADDER" --data "$DATA" --split test --steps 8 --seeds 2 \
       --max-clips 24 --no-identity-diversity --augment-audio 0 --out "$RUN/metrics_augmented.json" \
       --table "$RUN/table_augmented.md" --quiet
 fi
 
 stamp "export -> checkpoints/default"
-$PY -m train.export_default --run "$RUN" --data "$DATA" --out checkpoints/default --steps 512 8 4 2 1
+$PY -m train.export_default --run "$RUN" --ladder "$LADDER" --data "$DATA" --out checkpoints/default \
+    --steps 512 8 4 2 1
 
 if [ "$VERTEX" = "1" ]; then
   # vertex offsets of the procedural head: D = 3 x 8,226 per frame, so smaller batches, a low-rank motion projection
@@ -80,13 +93,15 @@ if [ "$VERTEX" = "1" ]; then
       train__log_every=20 train__eval_every=400 train__save_every=200
   $PY -m train.distill --teacher "$VRUN/teacher" --data "$VDATA" --out "$VRUN/ladder" --target 8 \
       --iterations-per-round "${VROUND_ITERS:-80}" --high-rung-iterations 20 --batch-size 6 --lr 5e-5
+  refit "$VRUN/ladder" "$VDATA" "$VRUN/ladder-prosody"
   if [ ! -f "$VRUN/metrics.json" ]; then
-    $PY -m train.evaluate --checkpoint "$VRUN/ladder" --data "$VDATA" --split test --max-clips 12 --seeds 2 \
+    $PY -m train.evaluate --checkpoint "$VRUN/ladder-prosody" --data "$VDATA" --split test --max-clips 12 --seeds 2 \
         --steps 512 --no-identity-diversity --out "$VRUN/metrics_teacher512.json" --table "$VRUN/table_teacher512.md" --quiet
-    $PY -m train.evaluate --checkpoint "$VRUN/ladder" --data "$VDATA" --split test --max-clips 12 --seeds 2 \
+    $PY -m train.evaluate --checkpoint "$VRUN/ladder-prosody" --data "$VDATA" --split test --max-clips 12 --seeds 2 \
         --steps 8 --teacher-ddim 8 --merge "$VRUN/metrics_teacher512.json" --out "$VRUN/metrics.json" \
         --table "$VRUN/table.md" --quiet
   fi
-  $PY -m train.export_default --run "$VRUN" --data "$VDATA" --out checkpoints/default-vertex --steps 512 8
+  $PY -m train.export_default --run "$VRUN" --ladder "$VRUN/ladder-prosody" --data "$VDATA" \
+      --out checkpoints/default-vertex --steps 512 8
 fi
 stamp "done"

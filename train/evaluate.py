@@ -241,7 +241,7 @@ def teacher_ddim_generator(pipe: Pipeline, steps: int, sampler: str = "ddim") ->
         scores = pipe.match_identity(feats, mask, teacher)
         vec, _ = pipe.identity_vector(identity, scores, teacher)
         # the emotion as the pipeline reads it (for the voice's matched speaker), so rows differ only in the sampler
-        emo, _ = pipe.emotion_vector("auto", pipe.read_emotion(feats, mask, teacher, scores))
+        emo, _ = pipe.emotion_vector("auto", pipe.read_emotion(feats, mask, teacher, scores, wav))
         T, D = feats.shape[1], model.cfg.motion_dim
         noise = torch.stack([torch.randn(T, D, generator=torch.Generator().manual_seed(seed + i)) for i in range(n)])
         x = sample(model, schedule, feats.expand(n, -1, -1), torch.ones(n, T, dtype=torch.bool),
@@ -488,7 +488,7 @@ def emotion_accuracy(pipe: Pipeline, clips: list[EvalClip], steps: int) -> dict[
         if clip.emotion not in names:
             continue
         feats, mask = pipe.encode(clip.audio, steps)
-        scores = pipe.read_emotion(feats, mask, steps)
+        scores = pipe.read_emotion(feats, mask, steps, wav=clip.audio)
         hits.setdefault(clip.emotion, []).append(float(max(scores, key=scores.get) == clip.emotion))
     if not hits:
         return {}

@@ -27,14 +27,17 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def _training_summary(run: Path) -> str:
+def _training_summary(run: Path, meta: dict | None = None) -> str:
+    """The teacher's training budget from the run's log; without one (a ladder refitted or re-exported after its
+    run directory was cleaned up), the summary an earlier export recorded in the checkpoint's meta."""
+    recorded = (meta or {}).get("training_summary", "not recorded")
     log = run / "log.jsonl"
     if not log.exists():
-        return "not recorded"
+        return recorded
     rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     steps = [r for r in rows if "loss" in r]
     if not steps:
-        return "not recorded"
+        return recorded
     first, last = steps[0], steps[-1]
     # each --resume restarts the log's clock: add up the segments
     seconds, segment, prev = 0.0, 0.0, -1.0
@@ -50,16 +53,29 @@ def _training_summary(run: Path) -> str:
             f"{last.get('id_acc', float('nan')):.2f})")
 
 
-def _distill_summary(run: Path) -> str:
+def _distill_summary(run: Path, meta: dict | None = None) -> str:
     log = run / "ladder" / "distill_log.jsonl"
     if not log.exists():
-        return "not recorded"
+        return (meta or {}).get("distill_summary", "not recorded")
     last: dict[int, int] = {}
     for line in log.read_text().splitlines():
         if line.strip():
             r = json.loads(line)
             last[r["round"]] = max(last.get(r["round"], 0), r["step"])
     return ", ".join(f"{n} steps: {it} iterations" for n, it in sorted(last.items(), reverse=True))
+
+
+def _refit_summary(meta: dict | None) -> str:
+    refit = (meta or {}).get("emotion_refit")
+    if not refit:
+        return ""
+    copies = refit.get("augment_copies", 0)
+    text = (f"\nThe emotion head was then refitted on prosody (`train/fit_emotion_head.py`): {refit['clips']} "
+            f"whole training clips ({copies} augmented cop{'y' if copies == 1 else 'ies'} of each), "
+            f"{refit['epochs']} full-batch epochs")
+    if "val_acc" in refit:
+        text += f"; validation accuracy {100 * refit['val_acc_before']:.0f}% -> {100 * refit['val_acc']:.0f}%"
+    return text + "."
 
 
 def _load_rows(path: Path) -> dict[str, dict]:
@@ -154,7 +170,8 @@ def bars_section(run: Path) -> str:
     return "## Against the project's quality bars\n" + "\n".join(lines) + "\n" + note
 
 
-def model_card(cfg: Config, steps: int, role: str, run: Path, data: Path, n_params: int, size_mb: float) -> str:
+def model_card(cfg: Config, steps: int, role: str, run: Path, data: Path, n_params: int, size_mb: float,
+               meta: dict | None = None) -> str:
     m = cfg.model
     stats = json.loads((data / "stats.json").read_text()) if (data / "stats.json").exists() else {}
     table = (run / "table.md").read_text() if (run / "table.md").exists() else "_evaluation not run_\n"
@@ -166,7 +183,9 @@ def model_card(cfg: Config, steps: int, role: str, run: Path, data: Path, n_para
                    "before relying on it.\n" if m.kind == "vertex" else "")
     limits = emotion_limit + vertex_note
     context = ", the utterance's pooled audio statistics " if m.global_context else " "
-    emotion = (f"\nAn emotion head ({', '.join(m.emotion_names)}) reads the emotion from the pooled audio statistics "
+    heard = ("the clip's prosody (log-f0 percentiles, melody, pace and dynamics measured on the waveform)"
+             if m.emotion_features == "prosody" else "the pooled audio statistics")
+    emotion = (f"\nAn emotion head ({', '.join(m.emotion_names)}) reads the emotion from {heard} "
                f"heard against the\nspeaker's identity (cross-entropy on the data's labels); its probabilities, or an "
                f"emotion chosen by name\n(`emotion=\"happy\"`, `--emotion happy`, the app's Emotion menu), join the "
                f"condition vector." if m.has_emotion else "")
@@ -196,7 +215,7 @@ identity embeddings ({', '.join(m.identity_names)}), trained with an InfoNCE los
 samples with {steps} deterministic DDIM steps{origin}.
 
 ## Training budget
-{_training_summary(run)}. Distillation: {_distill_summary(run)}.
+{_training_summary(run, meta)}. Distillation: {_distill_summary(run, meta)}.{_refit_summary(meta)}
 Reproduce everything with `bash train/build_default.sh` (commit {_git_commit()}).
 
 ## Metrics (synthetic test split; `python -m train.evaluate`)
@@ -215,13 +234,14 @@ Reproduce everything with `bash train/build_default.sh` (commit {_git_commit()})
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--run", required=True)
+    p.add_argument("--run", required=True, help="the run directory (its log, metrics*.json and table.md)")
+    p.add_argument("--ladder", help="the ladder to export (default: RUN/ladder)")
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--steps", type=int, nargs="+", default=[512, 8, 4, 2, 1])
     args = p.parse_args(argv)
     run, out = Path(args.run), Path(args.out)
-    rungs = read_ladder(run / "ladder")
+    rungs = read_ladder(args.ladder or run / "ladder")
     teacher_steps = max(rungs)
     chosen = {}
     for steps in args.steps:
@@ -231,17 +251,23 @@ def main(argv: list[str] | None = None) -> int:
         model, cfg, meta = load_checkpoint(rungs[steps])
         name = "teacher" if steps == teacher_steps else f"student-{steps}"
         role = "teacher" if steps == teacher_steps else f"student-{steps}"
-        save_checkpoint(model, cfg, out / name, meta=meta | {"licence": "Apache-2.0 (project-generated data)"},
-                        half=True, card="")
+        # the budget travels with the weights, so a later refit or re-export can still state it
+        meta = meta | {"licence": "Apache-2.0 (project-generated data)",
+                       "training_summary": _training_summary(run, meta), "distill_summary": _distill_summary(run, meta)}
+        save_checkpoint(model, cfg, out / name, meta=meta, half=True, card="")
         size = (out / name / "model.safetensors").stat().st_size / 1e6
-        card = model_card(cfg, steps, role, run, Path(args.data), model.num_parameters(), size)
+        card = model_card(cfg, steps, role, run, Path(args.data), model.num_parameters(), size, meta)
         (out / name / "MODEL_CARD.md").write_text(card)
         chosen[steps] = name
     write_ladder(out, chosen, teacher_steps=teacher_steps)
     (out / "MODEL_CARD.md").write_text((out / chosen[min(chosen, key=lambda s: abs(s - 8))] / "MODEL_CARD.md")
                                        .read_text())
-    if (run / "metrics.json").exists():
-        (out / "metrics.json").write_text((run / "metrics.json").read_text())
+    # the evaluation behind the cards travels with the weights (small JSON), so it outlives the run directory
+    sources = [run / f"{name}.json" for name in ("metrics", "metrics_heldout", "metrics_augmented")]
+    sources.append(Path(args.ladder or run / "ladder") / "emotion_refit.json")
+    for src in sources:
+        if src.exists():
+            (out / src.name).write_text(src.read_text())
     print(f"exported {sorted(chosen, reverse=True)} to {out}")
     return 0
 

@@ -24,10 +24,11 @@ from tqdm import tqdm
 
 from diffusiontalker.checkpoint import save_checkpoint
 from diffusiontalker.config import Config, override, preset
-from diffusiontalker.data.clips import ClipDataset, collate
+from diffusiontalker.data.clips import ClipDataset, collate, read_clip
 from diffusiontalker.diffusion import sample, training_loss
 from diffusiontalker.errors import DiffusionTalkerError
 from diffusiontalker.model import TalkerModel
+from diffusiontalker.prosody import prosody_features
 from diffusiontalker.schedule import NoiseSchedule
 from diffusiontalker.training import (
     EMA,
@@ -72,6 +73,10 @@ def pool_speakers(data: ClipDataset, name: str = SINGLE_IDENTITY) -> None:
 def build_model(cfg: Config, data: ClipDataset) -> TalkerModel:
     model = TalkerModel(cfg.model)
     model.set_normalisation(data.mean, data.std)
+    if model.denoiser.emotion_features == "prosody":  # the head hears standardised prosody: whole clips' statistics
+        files = [data.files[int(i)] for i in np.unique(np.linspace(0, len(data.files) - 1, 256).round())]
+        heard = torch.cat([prosody_features(torch.from_numpy(read_clip(f)["audio"])) for f in files])
+        model.denoiser.set_prosody_normalisation(heard.mean(0), heard.std(0))
     if cfg.model.kind == "vertex" and data.template is not None:
         with torch.no_grad():
             model.template.copy_(torch.as_tensor(np.asarray(data.template), dtype=torch.float32))
@@ -153,11 +158,13 @@ def validate(model: TalkerModel, schedule: NoiseSchedule, val: ClipDataset | Non
         feats, mask = model.encode(batch["audio"], batch["audio_lengths"], batch["num_frames"])
         accs.append(float(model.identity.match(feats, mask)[0].argmax() == item["speaker"]))
         ident = model.identity.embed(batch["speaker"])
-        if model.denoiser.emotion_head is not None and int(item["emotion"]) >= 0:
-            emo.append(float(model.denoiser.emotion_logits(feats, mask, ident)[0].argmax() == item["emotion"]))
+        # as the pipeline does: the head's reading of the clip, for its speaker
+        emotion = model.read_emotion(batch["audio"], batch["audio_lengths"], feats, mask, ident)
+        if emotion is not None and int(item["emotion"]) >= 0:
+            emo.append(float(emotion[0].argmax() == item["emotion"]))
         g = torch.Generator().manual_seed(n)
         x = sample(model, schedule, feats, mask, ident, steps, torch.randn(feats.shape[:2] + (model.cfg.motion_dim,),
-                                                                           generator=g))
+                                                                           generator=g), emotion=emotion)
         pred = model.denormalise(x)[0].numpy()
         takes = val.takes(i)  # (K, T, D)
         if model.cfg.kind == "blendshape":
