@@ -173,7 +173,6 @@ def test_fit_emotion_head_refuses_a_model_without_a_head_and_unlabelled_data(emo
                                                                              tmp_path, capsys):
     from diffusiontalker.arkit import ARKIT_52
     from diffusiontalker.data.clips import write_clip, write_meta
-
     from train import fit_emotion_head
 
     data, ladder = emotional_ladder
