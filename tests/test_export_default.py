@@ -61,8 +61,11 @@ def test_card_notes_the_floor_and_the_emotion_head(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps({"rows": rows}))
     text = bars_section(tmp_path)
     assert "reach lip error 0.110 (0.22 x the baseline)" in text
-    assert "true emotion by name, student-8 reaches lip error 0.120 (0.24 x the baseline)" in text
-    assert "names 80% of the test clips' emotions from the audio (recall: happy 60%, neutral 95%)" in text
+    assert "true emotion by name, student-8 reaches lip error 0.120 (0.240 x the baseline)" in text
+    assert "names 80% of the test clips' emotions from the audio (recall: happy 60%, neutral 95%)." in text
+    (tmp_path / "metrics_heldout.json").write_text(json.dumps({"rows": {"student-8": {"emotion_acc": 0.5}}}))
+    assert "(recall: happy 60%, neutral 95%); on voices it never heard" in bars_section(tmp_path)
+    assert "can only guess, it names 50%. Choosing" in bars_section(tmp_path)
     cfg = override(preset("tiny"), model__emotion_head=True, model__emotion_names=["neutral", "happy"])
     (tmp_path / "data").mkdir()
     card = model_card(cfg, 8, "student-8", tmp_path, tmp_path / "data", 1000, 0.1)

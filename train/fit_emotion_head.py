@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         data = Path(args.data)
         train = load_split(data, args.split, args.augment_copies, args.seed)
         val = load_split(data, args.val_split) if args.val_split else None
-        print(f"prosody of {len(train.audio)} training clips ({args.augment_copies} augmented copies each)"
+        copies = f"{args.augment_copies} augmented cop{'y' if args.augment_copies == 1 else 'ies'} of each"
+        print(f"prosody of {len(train.audio)} training clips ({copies})"
               + (f" and {len(val.audio)} {args.val_split} clips" if val else ""))
         names = {}
         summaries = []
