@@ -541,8 +541,15 @@ def bench_gru(transformer: nn.Module, cfg: ModelConfig, frames: int, s: Settings
         inputs[b] = (torch.randn(b, frames, cfg.motion_dim, generator=gen), torch.full((b,), 500, dtype=torch.long),
                      torch.randn(b, frames, cfg.audio_dim, generator=gen),
                      torch.randn(b, cfg.identity_dim, generator=gen), torch.ones(b, frames, dtype=torch.bool))
-    runs = measure({(k, b): (lambda n=n, x=x: n(*x)) for k, n in nets.items() for b, x in inputs.items()},
-                   s.reps, s.warmup)
+    # the transformer of a model with an emotion head is given the emotion weights the pipeline would pass (the
+    # GRU stands for FaceDiffuser's denoiser, which has none)
+    heads = len(cfg.emotion_names) if getattr(transformer, "emotion_head", None) is not None else 0
+
+    def extra(k: str, b: int) -> dict:
+        return {"emotion": torch.full((b, heads), 1.0 / heads)} if k == "transformer" and heads else {}
+
+    runs = measure({(k, b): (lambda n=n, x=x, e=extra(k, b): n(*x, **e)) for k, n in nets.items()
+                    for b, x in inputs.items()}, s.reps, s.warmup)
     rows = []
     for b in inputs:
         tr = runs[("transformer", b)].median

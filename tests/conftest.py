@@ -31,14 +31,17 @@ def speechlike(seconds: float = 1.5, f0: float = 140.0, seed: int = 0, sr: int =
 
 
 def make_checkpoint(directory: Path, steps: int = 8, kind: str = "blendshape", seed: int = 0,
-                    identities: list[str] | None = None, vertices: int = 10, emotions: list[str] | None = None) -> Path:
+                    identities: list[str] | None = None, vertices: int = 10, emotions: list[str] | None = None,
+                    emotion_features: str = "stats") -> Path:
     """A tiny random (untrained) checkpoint with non-trivial output weights, so samples depend on their inputs;
-    ``emotions``: give it an emotion head over these names (its projection randomised too)."""
+    ``emotions``: give it an emotion head over these names (its projection randomised too), hearing
+    ``emotion_features`` ("stats" or "prosody", as the shipped default)."""
     torch.manual_seed(seed)
     names = identities or IDENTITIES
     overrides = {"model__identity_names": names, "diffusion__steps": steps}
     if emotions:
-        overrides |= {"model__emotion_head": True, "model__emotion_names": list(emotions)}
+        overrides |= {"model__emotion_head": True, "model__emotion_names": list(emotions),
+                      "model__emotion_features": emotion_features}
     if kind == "vertex":
         overrides |= {"model__kind": "vertex", "model__motion_dim": 3 * vertices, "model__channel_names": None}
     cfg = override(preset("tiny"), **overrides)
@@ -55,11 +58,12 @@ def make_checkpoint(directory: Path, steps: int = 8, kind: str = "blendshape", s
 
 
 def make_ladder(directory: Path, steps: tuple[int, ...] = (8, 4, 2, 1), kind: str = "blendshape",
-                emotions: list[str] | None = None) -> Path:
+                emotions: list[str] | None = None, emotion_features: str = "stats") -> Path:
     rungs = {}
     for i, s in enumerate(steps):
         name = "teacher" if i == 0 else f"student-{s}"
-        make_checkpoint(directory / name, steps=s, kind=kind, seed=i, emotions=emotions)
+        make_checkpoint(directory / name, steps=s, kind=kind, seed=i, emotions=emotions,
+                        emotion_features=emotion_features)
         rungs[s] = name
     write_ladder(directory, rungs, teacher_steps=steps[0])
     return directory

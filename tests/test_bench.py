@@ -30,7 +30,8 @@ TINY_HUBERT = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads":
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("bench")
-    ladder = make_ladder(tmp / "ladder", steps=(16, 4, 1))  # rungs 8 and 2 missing: timed as teacher + DDIM
+    # rungs 8 and 2 missing: timed as teacher + DDIM; an emotion head on prosody, as the shipped default has
+    ladder = make_ladder(tmp / "ladder", steps=(16, 4, 1), emotions=["neutral", "happy"], emotion_features="prosody")
     settings = bench.quick_settings(clip_seconds=1.0, long_seconds=24.0, reps=1, slow_reps=1, warmup=0,
                                     baseline_steps=32, render_sizes=(64,), app_size=64, hubert_config=TINY_HUBERT)
     threads = torch.get_num_threads()

@@ -51,3 +51,13 @@ def test_default_model_matches_a_training_speaker_and_follows_the_speech():
     # the jaw opens while there is speech and rests in the silence around it
     speaking = energy > 0.1 * energy.max()
     assert jaw[speaking].mean() > 2 * jaw[~speaking].mean()
+
+
+def test_default_model_hears_the_examples_neutral_voices_as_neutral():
+    """The examples are spoken with the neutral voice settings; the shipped head, which hears prosody against the
+    matched speaker, reads them so (the held-out voice too, which it can only compare with its nearest speaker)."""
+    pipe = Pipeline.from_pretrained(ROOT / "checkpoints" / "default")
+    assert pipe.config.model.emotion_features == "prosody"
+    for name in ("ava", "ben", "cleo", "heldout_quinn"):
+        [anim] = pipe(EXAMPLES / f"{name}.wav", steps=8, seed=0)
+        assert anim.emotion == "auto:neutral", (name, anim.emotion_scores)

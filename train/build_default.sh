@@ -18,6 +18,7 @@ CLIPS=${CLIPS:-150}               # synthetic clips per speaker
 SPEAKERS=${SPEAKERS:-10}
 EVAL_CLIPS=${EVAL_CLIPS:-40}
 TEACHER_EVAL_CLIPS=${TEACHER_EVAL_CLIPS:-40}
+BLENDSHAPE=${BLENDSHAPE:-1}       # build the blendshape model (BLENDSHAPE=0: the vertex model only)
 VERTEX=${VERTEX:-1}               # also build the vertex model
 export HF_HUB_OFFLINE=1
 start=$(date +%s)
@@ -29,6 +30,16 @@ if [ ! -f "$DATA/stats.json" ]; then
       --heldout-speakers 2 --takes 4 --seed 0
 fi
 
+# the emotion head, refitted on whole clips' prosody (pitch, melody, pace) for every rung; the rest is copied
+refit() {  # ladder data out
+  if [ ! -f "$3/emotion_refit.json" ]; then
+    stamp "emotion head refit on prosody -> $3"
+    rm -rf "$3"  # an interrupted refit starts over (one minute)
+    $PY -m train.fit_emotion_head --ladder "$1" --data "$2" --out "$3"
+  fi
+}
+
+if [ "$BLENDSHAPE" = "1" ]; then  # ---- the blendshape model: checkpoints/default ----
 if [ ! -f "$RUN/teacher/config.json" ] || [ "$($PY -c "import json;print(json.load(open('$RUN/teacher/config.json'))['meta'].get('iterations',0))")" -lt "$ITERS" ]; then
   stamp "teacher ($ITERS iterations) -> $RUN"
   $PY -m train.train_teacher --data "$DATA" --preset cpu --out "$RUN" --iterations "$ITERS" --resume
@@ -38,14 +49,6 @@ stamp "distillation 512 -> 1 -> $RUN/ladder"
 $PY -m train.distill --teacher "$RUN/teacher" --data "$DATA" --out "$RUN/ladder" --target 1 \
     --iterations-per-round "$ROUND_ITERS" --high-rung-iterations "$HIGH_ITERS" --batch-size 12 --lr 5e-5
 
-# the emotion head, refitted on whole clips' prosody (pitch, melody, pace) for every rung; the rest is copied
-refit() {  # ladder data out
-  if [ ! -f "$3/emotion_refit.json" ]; then
-    stamp "emotion head refit on prosody -> $3"
-    rm -rf "$3"  # an interrupted refit starts over (one minute)
-    $PY -m train.fit_emotion_head --ladder "$1" --data "$2" --out "$3"
-  fi
-}
 refit "$RUN/ladder" "$DATA" "$RUN/ladder-prosody"
 LADDER="$RUN/ladder-prosody"
 
@@ -78,6 +81,7 @@ fi
 stamp "export -> checkpoints/default"
 $PY -m train.export_default --run "$RUN" --ladder "$LADDER" --data "$DATA" --out checkpoints/default \
     --steps 512 8 4 2 1
+fi  # BLENDSHAPE
 
 if [ "$VERTEX" = "1" ]; then
   # vertex offsets of the procedural head: D = 3 x 8,226 per frame, so smaller batches, a low-rank motion projection
@@ -88,8 +92,8 @@ if [ "$VERTEX" = "1" ]; then
     $PY -m train.make_vertex_clips --src "$DATA" --out "$VDATA" --max-clips 240
   fi
   stamp "vertex teacher -> $VRUN"
-  $PY -m train.train_teacher --data "$VDATA" --preset cpu --out "$VRUN" --iterations "${VITERS:-800}" --resume \
-      --threads 1 --batch-size 6 --set model__motion_rank=48 model__d_model=128 train__window_max=3.0 \
+  $PY -m train.train_teacher --data "$VDATA" --preset cpu --out "$VRUN" --iterations "${VITERS:-2400}" --resume \
+      --batch-size 6 --set model__motion_rank=48 model__d_model=128 train__window_max=3.0 \
       train__log_every=20 train__eval_every=400 train__save_every=200
   $PY -m train.distill --teacher "$VRUN/teacher" --data "$VDATA" --out "$VRUN/ladder" --target 8 \
       --iterations-per-round "${VROUND_ITERS:-80}" --high-rung-iterations 20 --batch-size 6 --lr 5e-5

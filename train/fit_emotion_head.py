@@ -5,12 +5,12 @@ measured pitch, melody and pace (``diffusiontalker/prosody.py``) beside the spea
 
 Why a second stage: the head trained with the denoiser hears pooled log-mel statistics of 2-4 s training windows; an
 emotion is a property of the whole utterance, and pitch is what sets the synthetic emotions apart (on the synthetic
-set the pooled statistics name 77-83 % of held-out clips' emotions, prosody 89-94 %). The denoiser already learned
-what each emotion's weights mean (it was conditioned on the true one-hot half the time); only the reading changes,
-so everything but the head is copied unchanged. Each rung's head is fitted against that rung's own identity vectors
-(full-batch AdamW on the training split's whole clips plus ``--augment-copies`` augmented copies of each, the
-training augmentation; ``--identity-swap`` of them heard against a random identity, as an unseen voice's nearest
-match would be); the script prints each rung's validation accuracy before and after, and refuses to write
+set the pooled statistics name 75-83 % of the validation and test clips' emotions, prosody 90-94 %). The denoiser
+already learned what each emotion's weights mean (it was conditioned on the true one-hot half the time); only the
+reading changes, so everything but the head is copied unchanged. Each rung's head is fitted against that rung's own
+identity vectors: full-batch AdamW on the training split's whole clips plus ``--augment-copies`` augmented copies of
+each (the training augmentation), ``--identity-swap`` of them heard against a random identity, as an unseen voice's
+nearest match would be. The script prints each rung's validation accuracy before and after, and refuses to write
 over an existing output.
 """
 
