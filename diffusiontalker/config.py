@@ -80,9 +80,9 @@ class ModelConfig:
     emotion_head: bool = False
     emotion_names: list[str] = field(default_factory=list)
     # what the emotion head hears besides the identity: "stats" (the pooled audio statistics above) or "prosody"
-    # (pitch, melody and pace measured from the waveform, ``diffusiontalker/prosody.py``: names 89-94 % of the
-    # synthetic set's held-out clips where the statistics name 77-83 %); ``train/fit_emotion_head.py`` refits a
-    # trained ladder's heads on prosody.
+    # (pitch, melody and pace measured from the waveform, ``diffusiontalker/prosody.py``: names 90-94 % of the
+    # synthetic set's validation and test clips where the statistics name 75-83 %); ``train/fit_emotion_head.py``
+    # refits a trained ladder's heads on prosody.
     emotion_features: str = "stats"
 
     def __post_init__(self) -> None:

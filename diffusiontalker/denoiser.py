@@ -4,9 +4,9 @@ Architecture: a bidirectional transformer with band-limited self-attention (each
 frames) and a learned relative-position bias, conditioned on the diffusion time and the identity embedding by
 adaLN-Zero (Peebles & Xie 2023). Audio features (already at the motion frame rate) are concatenated to the noisy
 motion at the input; with ``global_context`` their utterance-level mean and std join the condition vector too.
-With an emotion head (``ModelConfig.has_emotion``) the same statistics, heard against the speaker's identity vector,
-are read as emotion probabilities, which (or a named emotion's one-hot, chosen at inference) join the condition
-vector as well.
+With an emotion head (``ModelConfig.has_emotion``) the same statistics (or, with ``emotion_features="prosody"``, the
+clip's pitch, melody and pace measured from the waveform), heard against the speaker's identity vector, are read as
+emotion probabilities, which (or a named emotion's one-hot, chosen at inference) join the condition vector as well.
 
 Why a band-limited transformer and not FaceDiffuser's bi-GRU: the bias and band depend only on frame offsets, so a
 model trained on 2–6 s windows runs unchanged on minutes of audio (the prototype ran 10 s clips after training on

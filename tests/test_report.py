@@ -194,6 +194,9 @@ def test_ablations_script_runs_the_configurations_the_report_describes():
     for ab in report.ABLATIONS.values():
         assert f'ablation {ab.name} "{ab.train}"' in script.replace("\\\n    ", ""), ab.name
         assert ab.evaluate in script, ab.name
+        # a teacher with an emotion head is refitted on prosody before its evaluation, as the main ladder is
+        line = next(x for x in script.replace("\\\n    ", "").splitlines() if x.startswith(f"ablation {ab.name} "))
+        assert line.endswith(" refit") == ab.refit == ("fit_emotion_head" in ab.evaluate_command()), ab.name
     assert "--identity-only" in script and "--augment-audio 0" in script
     # the ablation teachers default to the main teacher's budget, so the comparison is like-for-like
     main = (Path(__file__).resolve().parents[1] / "train" / "build_default.sh").read_text()

@@ -65,9 +65,11 @@ if [ "${JOBS:-1}" = "2" ] && [ -z "${ABLATION_CHILD:-}" ]; then
   exit "$status"
 fi
 
-# ablation NAME "TRAIN FLAGS" "EVALUATE FLAGS"
+# ablation NAME "TRAIN FLAGS" "EVALUATE FLAGS" [refit]
+# refit: the teacher's emotion head is refitted on prosody before the evaluation, as the main ladder's is
+# (train/build_default.sh), so the rows compare training choices like for like
 ablation() {
-  local name=$1 train_flags=$2 eval_flags=$3 run="$OUT/$1"
+  local name=$1 train_flags=$2 eval_flags=$3 refit=${4:-} run="$OUT/$1"
   wanted "$name" || return 0
   if [ "$(iterations "$run/teacher")" -lt "$ITERS" ]; then
     stamp "$name: teacher ($ITERS iterations) -> $run   [train_teacher $train_flags]"
@@ -77,22 +79,32 @@ ablation() {
   else
     stamp "$name: teacher already trained ($ITERS iterations)"
   fi
-  if [ ! -f "$run/metrics.json" ] || [ "$run/teacher/config.json" -nt "$run/metrics.json" ]; then
+  local checkpoint="$run/teacher"
+  if [ "$refit" = refit ]; then
+    checkpoint="$run/teacher-prosody"
+    if [ ! -f "$checkpoint/emotion_refit.json" ] || [ "$run/teacher/config.json" -nt "$checkpoint/emotion_refit.json" ]
+    then
+      stamp "$name: emotion head refit on prosody -> $checkpoint"
+      rm -rf "$checkpoint"
+      $PY -m train.fit_emotion_head --ladder "$run/teacher" --data "$DATA" --out "$checkpoint"
+    fi
+  fi
+  if [ ! -f "$run/metrics.json" ] || [ "$checkpoint/config.json" -nt "$run/metrics.json" ]; then
     stamp "$name: evaluation -> $run/metrics.json   [evaluate $eval_flags]"
     # shellcheck disable=SC2086
-    $PY -m train.evaluate --checkpoint "$run/teacher" --data "$DATA" --split test --max-clips "$EVAL_CLIPS" \
+    $PY -m train.evaluate --checkpoint "$checkpoint" --data "$DATA" --split test --max-clips "$EVAL_CLIPS" \
         --seeds "$SEEDS" $eval_flags --out "$run/metrics.json" --table "$run/table.md" --quiet
   else
     stamp "$name: already evaluated ($run/metrics.json)"
   fi
 }
 
-ablation no_contrastive "--set diffusion__identity_weight=0" "--steps 512"
-ablation no_identity "--single-identity" "--steps 512 --no-identity-diversity"
-ablation no_velocity "--set diffusion__velocity_weight=0" "--steps 512 --no-identity-diversity"
+ablation no_contrastive "--set diffusion__identity_weight=0" "--steps 512" refit
+ablation no_identity "--single-identity" "--steps 512 --no-identity-diversity" refit
+ablation no_velocity "--set diffusion__velocity_weight=0" "--steps 512 --no-identity-diversity" refit
 ablation no_emotion "--set model__emotion_head=false" "--steps 512"
 ablation facediffuser_style "--set diffusion__identity_weight=0 diffusion__identity_dropout=0" \
-    "--steps 512 --teacher-ddpm 1024 --no-identity-diversity"
+    "--steps 512 --teacher-ddpm 1024 --no-identity-diversity" refit
 
 # identity matching of the main teacher on the WHOLE test split (held-out sentences), clean and augmented
 if wanted identity; then

@@ -103,10 +103,11 @@ def fit_head(model: TalkerModel, prosody: torch.Tensor, speaker: torch.Tensor, l
 
 
 @torch.no_grad()
-def accuracy(model: TalkerModel, data: LabelledSet, prosody_head: bool) -> float:
-    """How often the rung's head names the clips' emotions, hearing each for its true speaker."""
+def accuracy(model: TalkerModel, data: LabelledSet, prosody_head: bool, single: bool = False) -> float:
+    """How often the rung's head names the clips' emotions, hearing each for its true speaker (``single``: the
+    model's one identity)."""
     names = model.cfg.emotion_names
-    idx = torch.tensor([model.identity.names.index(s) for s in data.speakers])
+    idx = torch.tensor([0 if single else model.identity.names.index(s) for s in data.speakers])
     identity = model.identity.embed(idx)
     hits = []
     for i, wav in enumerate(data.audio):
@@ -128,8 +129,11 @@ def refit_rung(src: Path, dst: Path, train: LabelledSet, val: LabelledSet | None
     if not old.cfg.has_emotion:
         raise CheckpointError(f"{src} has no emotion head (its data had no emotion labels); nothing to refit")
     names = old.cfg.emotion_names
-    unknown = sorted({e for e in train.emotions if e not in names} | {s for s in train.speakers
-                                                                       if s not in old.identity.names})
+    ids = old.identity.names
+    # a one-identity model (the no-identity ablation) heard every speaker as that identity in training
+    single = len(ids) == 1 and not set(train.speakers) & set(ids)
+    unknown = sorted({e for e in train.emotions if e not in names}
+                     | (set() if single else {s for s in train.speakers if s not in ids}))
     if unknown:
         raise DataError(f"the training clips name emotions or speakers {unknown[:5]} that {src} does not know; "
                         "refit on the data the ladder was trained on")
@@ -140,15 +144,15 @@ def refit_rung(src: Path, dst: Path, train: LabelledSet, val: LabelledSet | None
     assert not unexpected and all(k.startswith(("denoiser.emotion_head.", "denoiser.prosody_")) for k in missing)
     model.denoiser.set_prosody_normalisation(train.prosody.mean(0), train.prosody.std(0))
     model.eval()
-    speaker = torch.tensor([model.identity.names.index(s) for s in train.speakers])
+    speaker = torch.tensor([0 if single else ids.index(s) for s in train.speakers])
     labels = torch.tensor([names.index(e) for e in train.emotions])
     with torch.enable_grad():
         loss = fit_head(model, train.prosody, speaker, labels, epochs=epochs, identity_swap=identity_swap, seed=seed)
     model.eval()
-    summary = {"rung": src.name, "train_loss": loss, "train_acc": accuracy(model, train, True)}
+    summary = {"rung": src.name, "train_loss": loss, "train_acc": accuracy(model, train, True, single)}
     if val is not None:
-        summary["val_acc_before"] = accuracy(old, val, old.denoiser.emotion_features == "prosody")
-        summary["val_acc"] = accuracy(model, val, True)
+        summary["val_acc_before"] = accuracy(old, val, old.denoiser.emotion_features == "prosody", single)
+        summary["val_acc"] = accuracy(model, val, True, single)
     meta = dict(meta)
     meta["emotion_refit"] = {"features": list(PROSODY_NAMES), "clips": len(train.audio), "epochs": epochs,
                              "augment_copies": augment_copies, "identity_swap": identity_swap,

@@ -45,6 +45,7 @@ class Ablation:
     train: str
     evaluate: str
     row: str = "teacher-512"  # the metrics row that stands for this configuration
+    refit: bool = True  # its emotion head is refitted on prosody before the evaluation, as the main ladder's is
 
     def train_command(self, runs: str = "runs", iters: int = 2500) -> str:
         return (f"python -m train.train_teacher --data data/synth --preset cpu --out {runs}/ablations/{self.name} "
@@ -52,8 +53,11 @@ class Ablation:
 
     def evaluate_command(self, runs: str = "runs") -> str:
         run = f"{runs}/ablations/{self.name}"
-        return (f"python -m train.evaluate --checkpoint {run}/teacher --data data/synth --split test --max-clips 40 "
-                f"--seeds 4 {self.evaluate} --out {run}/metrics.json")
+        checkpoint = f"{run}/teacher-prosody" if self.refit else f"{run}/teacher"
+        refit = (f"python -m train.fit_emotion_head --ladder {run}/teacher --data data/synth --out {checkpoint} && "
+                 if self.refit else "")
+        return (f"{refit}python -m train.evaluate --checkpoint {checkpoint} --data data/synth --split test "
+                f"--max-clips 40 --seeds 4 {self.evaluate} --out {run}/metrics.json")
 
 
 ABLATIONS: dict[str, Ablation] = {a.name: a for a in (
@@ -62,7 +66,7 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in (
              "--steps 512 --no-identity-diversity"),
     Ablation("no_velocity", "no velocity loss", "--set diffusion__velocity_weight=0",
              "--steps 512 --no-identity-diversity"),
-    Ablation("no_emotion", "no emotion head", "--set model__emotion_head=false", "--steps 512"),
+    Ablation("no_emotion", "no emotion head", "--set model__emotion_head=false", "--steps 512", refit=False),
     Ablation("facediffuser_style", "FaceDiffuser-style (one-hot speaker, DDPM-1024)",
              "--set diffusion__identity_weight=0 diffusion__identity_dropout=0",
              "--steps 512 --teacher-ddpm 1024 --no-identity-diversity", row="teacher-DDPM-1024"),
