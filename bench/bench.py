@@ -545,10 +545,9 @@ def bench_gru(transformer: nn.Module, cfg: ModelConfig, frames: int, s: Settings
     # GRU stands for FaceDiffuser's denoiser, which has none)
     heads = len(cfg.emotion_names) if getattr(transformer, "emotion_head", None) is not None else 0
 
-    def extra(k: str, b: int) -> dict:
-        return {"emotion": torch.full((b, heads), 1.0 / heads)} if k == "transformer" and heads else {}
-
-    runs = measure({(k, b): (lambda n=n, x=x, e=extra(k, b): n(*x, **e)) for k, n in nets.items()
+    extras = {(k, b): ({"emotion": torch.full((b, heads), 1.0 / heads)} if k == "transformer" and heads else {})
+              for k in nets for b in inputs}
+    runs = measure({(k, b): (lambda n=n, x=x, e=extras[(k, b)]: n(*x, **e)) for k, n in nets.items()
                     for b, x in inputs.items()}, s.reps, s.warmup)
     rows = []
     for b in inputs:

@@ -11,8 +11,8 @@
 f0 comes from YIN (de Cheveigné & Kawahara 2002): the difference function of 50 ms frames at 50 fps, computed
 through FFT autocorrelation, its cumulative-mean normalisation, the first local minimum under a threshold, refined by
 parabolic interpolation, on the audio at 8 kHz; a frame is voiced when that minimum is low enough (aperiodicity)
-and it is a speech frame (within ``SPEECH_RANGE_DB`` of the clip's 95th-percentile level). Levels only enter as differences from that
-reference, so multiplying the audio by a constant changes nothing.
+and it is a speech frame (within ``SPEECH_RANGE_DB`` of the clip's 95th-percentile level). Levels only enter as
+differences from that reference, so multiplying the audio by a constant changes nothing.
 
 Why: an emotion is heard as a departure from the speaker's usual pitch, melody and pace. The emotion head's pooled
 conv statistics of the log-mel see pitch only through mel bands 25-30 Hz wide there; on the synthetic set these
