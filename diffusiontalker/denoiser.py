@@ -159,8 +159,12 @@ class Denoiser(nn.Module):
         if self.emotion_features == "prosody":
             if prosody is None:
                 raise ValueError("this model's emotion head hears prosody: pass prosody=model.prosody(audio, lengths)")
-            return self._emotion((prosody.to(audio.dtype) - self.prosody_mean) / self.prosody_std, identity)
+            return self.hear_prosody(prosody.to(audio.dtype), identity)
         return self._emotion(pooled_stats(audio, mask), identity)
+
+    def hear_prosody(self, prosody: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+        """A prosody head's logits (B, K) for measured prosody (B, P), standardised here, and identities (B, E)."""
+        return self._emotion((prosody - self.prosody_mean) / self.prosody_std, identity)
 
     def set_prosody_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Standardise the prosody the head hears with the training data's mean and std (P,)."""

@@ -1,6 +1,6 @@
-"""What the teacher and distillation scripts share: the optimiser and its warm-up + cosine schedule, EMA weights,
-resumable training state (safetensors + JSON, never pickle), infinite batch sampling, JSONL logs, and the
-optional multi-GPU setup under ``torchrun``.
+"""What the teacher, distillation and emotion-refit scripts share: the optimiser and its warm-up + cosine schedule,
+EMA weights, resumable training state (safetensors + JSON, never pickle), infinite batch sampling, JSONL logs, the
+optional multi-GPU setup under ``torchrun``, and the refit of a trained model's emotion head on prosody.
 
 Scale-out: ``torchrun --nproc_per_node=4 -m train.train_teacher ...`` runs the same script with DistributedDataParallel
 (NCCL on GPUs, gloo on CPU); rank 0 logs and saves. On CUDA, autocast runs the forward pass in bfloat16.
@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -173,3 +174,34 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key] = value
     return out
+
+
+def fit_prosody_emotion_head(model: nn.Module, prosody: torch.Tensor, speaker: torch.Tensor, labels: torch.Tensor,
+                             epochs: int = 600, lr: float = 3e-3, weight_decay: float = 1e-3,
+                             identity_swap: float = 0.1, seed: int = 0) -> float:
+    """Fit ``model.denoiser.emotion_head`` (a prosody head; the rest of the model stays as it is) by full-batch AdamW
+    on whole clips' prosody (n, P), speakers ``speaker`` (identity indices) and emotion ``labels``; returns the final
+    training loss. ``train/fit_emotion_head.py`` runs it for every rung of a trained ladder.
+
+    ``identity_swap``: each epoch, this fraction of the clips is heard against a random identity (drawn from all). At
+    inference the head hears the identity MATCHED from the audio, which for a voice the model never heard is only
+    the nearest speaker; without the swap the head reads that speaker's pitch norms into the stranger's voice (on
+    the synthetic set's 74 held-out-voice clips, 16 kHz features: 58 % right; with 10 % swapped, 66 %)."""
+    den = model.denoiser
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        table = model.identity.embed(torch.arange(len(model.identity.names)))  # (K, E)
+    for layer in den.emotion_head:
+        if isinstance(layer, torch.nn.Linear):
+            layer.reset_parameters()
+    opt = torch.optim.AdamW(den.emotion_head.parameters(), lr=lr, weight_decay=weight_decay)
+    loss = torch.tensor(0.0)
+    for _ in range(epochs):
+        who = speaker.clone()
+        swap = torch.rand(who.shape) < identity_swap
+        who[swap] = torch.randint(0, len(table), (int(swap.sum()),))
+        opt.zero_grad()
+        loss = F.cross_entropy(den.hear_prosody(prosody, table[who]), labels)
+        loss.backward()
+        opt.step()
+    return float(loss.detach())
